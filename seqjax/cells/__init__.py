@@ -1,0 +1,49 @@
+"""Recurrent cells as pure functions: ``Cell(init, initial_carry, step)`` records.
+
+Registry: ``CELLS`` maps a name to its factory; ``get_cell(name, **kwargs)`` builds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from seqjax.cells.base import INPUT_INITS, RECURRENT_INITS, Cell
+from seqjax.cells.gru import GRUGates, gru, gru_gates
+from seqjax.cells.lstm import LSTMCarry, LSTMGates, lstm, lstm_gates
+from seqjax.cells.rnn import ACTIVATIONS, rnn
+
+
+def irnn(hidden_size: int, **kwargs: Any) -> Cell:
+    """IRNN (Le et al. 2015): a ReLU RNN whose recurrent weights start as the identity."""
+    kwargs.setdefault("recurrent_init", "identity")
+    return rnn(hidden_size, "relu", **kwargs)
+
+
+CELLS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "irnn": irnn, "lstm": lstm, "gru": gru}
+
+
+def get_cell(name: str, hidden_size: int, **kwargs: Any) -> Cell:
+    """Builds the cell registered as ``name``; an unknown name lists the valid ones."""
+    if name not in CELLS:
+        raise ValueError(f"unknown cell {name!r}; expected one of {sorted(CELLS)}")
+    return CELLS[name](hidden_size, **kwargs)
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "CELLS",
+    "INPUT_INITS",
+    "RECURRENT_INITS",
+    "Cell",
+    "GRUGates",
+    "LSTMCarry",
+    "LSTMGates",
+    "get_cell",
+    "gru",
+    "gru_gates",
+    "irnn",
+    "lstm",
+    "lstm_gates",
+    "rnn",
+]

@@ -1,0 +1,119 @@
+"""The `Cell` record shared by every recurrent cell, and the initialisers cells choose from.
+
+A cell is a small immutable record of pure functions, in the spirit of
+``optax.GradientTransformation``: a factory closes over the hyper-parameters and returns it.
+
+    cell = seqjax.cells.lstm(hidden_size=128)
+    params = cell.init(key, input_size)          # plain dict pytree
+    carry = cell.initial_carry()                 # zeros for one example
+    carry, h = cell.step(params, carry, x_t)     # x_t: [F] -> h: [H]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, jax.Array]
+Carry = Any  # an array [H] or a NamedTuple of arrays
+Initializer = Callable[..., jax.Array]
+
+
+class Cell(NamedTuple):
+    """One step of a recurrence, as pure functions over a parameter pytree.
+
+    Attributes:
+      init: ``init(key, input_size) -> params``, a dict of arrays with documented keys.
+      initial_carry: ``initial_carry() -> carry``, zeros for one example.
+      step: ``step(params, carry, x) -> (carry, h)`` with ``x: [F]`` and ``h: [H]``; the
+        argument order is the one ``jax.lax.scan`` uses.
+      hidden_size: H, the size of the output ``h`` of ``step``.
+      name: the registry name of the cell ("rnn", "lstm", "gru", ...).
+      scan: an optional fast path over many steps,
+        ``scan(params, carry, xs, valid) -> (carry, hs)`` with ``xs: [T, F]`` and
+        ``valid: [T] bool`` (or None: all valid). It must equal ``lax.scan`` over ``step``
+        where invalid steps keep the carry and output zeros, values and gradients alike;
+        ``unroll`` uses it when present. ``step`` stays the readable reference.
+    """
+
+    init: Callable[[jax.Array, int], Params]
+    initial_carry: Callable[[], Carry]
+    step: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    hidden_size: int
+    name: str
+    scan: Callable[..., tuple[Carry, jax.Array]] | None = None
+
+
+INPUT_INITS: dict[str, Callable[[], Initializer]] = {
+    "glorot": jax.nn.initializers.glorot_uniform,
+    "lecun": jax.nn.initializers.lecun_normal,
+}
+
+
+def _identity(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    del key
+    rows, cols = shape
+    if cols % rows:
+        raise ValueError(f"identity recurrent init needs a [H, k*H] matrix, got shape {shape}")
+    return jnp.tile(jnp.eye(rows, dtype=dtype), (1, cols // rows))
+
+
+def _orthogonal_blocks(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    # An orthogonal [H, H] matrix per gate block, so each gate's recurrence is orthogonal.
+    rows, cols = shape
+    n_blocks = max(cols // rows, 1) if cols % rows == 0 else 1
+    if n_blocks == 1:
+        return jax.nn.initializers.orthogonal()(key, shape, dtype)
+    keys = jax.random.split(key, n_blocks)
+    blocks = [jax.nn.initializers.orthogonal()(k, (rows, rows), dtype) for k in keys]
+    return jnp.concatenate(blocks, axis=1)
+
+
+RECURRENT_INITS: dict[str, Callable[[], Initializer]] = {
+    "orthogonal": lambda: _orthogonal_blocks,
+    "identity": lambda: _identity,
+    "glorot": jax.nn.initializers.glorot_uniform,
+    "lecun": jax.nn.initializers.lecun_normal,
+}
+
+
+def resolve_init(
+    init: str | Initializer, table: dict[str, Callable[[], Initializer]], arg: str
+) -> Initializer:
+    """Turns an initialiser name (or a callable ``(key, shape, dtype) -> array``) into a callable."""
+    if callable(init):
+        return init
+    if init not in table:
+        raise ValueError(f"unknown {arg}={init!r}; expected one of {sorted(table)} or a callable")
+    return table[init]()
+
+
+def check_input(x: jax.Array, expected: int, cell_name: str) -> None:
+    """Raises a clear error when the input's trailing dimension does not match the weights."""
+    if x.ndim < 1 or x.shape[-1] != expected:
+        raise ValueError(
+            f"{cell_name}.step: input x has shape {x.shape}, expected trailing feature size "
+            f"{expected} (the input_size given to init). Pass one time step x: [F]; unroll a "
+            f"sequence [T, F] with seqjax.unroll."
+        )
+
+
+def check_hidden_size(hidden_size: int, cell_name: str) -> None:
+    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 1:
+        raise ValueError(f"{cell_name}: hidden_size must be a positive int, got {hidden_size!r}")
+
+
+def check_input_size(input_size: int, cell_name: str) -> None:
+    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
+        raise ValueError(f"{cell_name}.init: input_size must be a positive int, got {input_size!r}")
+
+
+def chrono_bias(key: jax.Array, hidden_size: int, t_max: float, dtype: Any) -> jax.Array:
+    """Chrono initialisation (Tallec & Ollivier 2018): ``b ~ log(U[1, t_max - 1])``."""
+    if not t_max > 2:
+        raise ValueError(f"chrono must be the longest expected dependency T_max > 2, got {t_max!r}")
+    u = jax.random.uniform(key, (hidden_size,), dtype, minval=1.0, maxval=t_max - 1.0)
+    return jnp.log(u)
