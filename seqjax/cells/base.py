@@ -61,7 +61,9 @@ def _identity(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) 
     return jnp.tile(jnp.eye(rows, dtype=dtype), (1, cols // rows))
 
 
-def _orthogonal_blocks(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+def _orthogonal_blocks(
+    key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32
+) -> jax.Array:
     # An orthogonal [H, H] matrix per gate block, so each gate's recurrence is orthogonal.
     rows, cols = shape
     n_blocks = max(cols // rows, 1) if cols % rows == 0 else 1
