@@ -1,0 +1,65 @@
+"""Gradient-flow diagnostics: per-timestep gradient norms, Jacobians, gate statistics.
+
+Everything works on one cell over one sequence ``xs: [T, F]`` (masked by ``length`` as in
+`seqjax.unroll`), is jittable and is batched with ``jax.vmap`` (``batch_hidden_grad_norms``
+does it for the gradient norms)::
+
+    loss_fn = lambda hs, carry: jnp.sum(hs[-1] ** 2)            # any readout of the outputs
+    norms = hidden_grad_norms(cell, params, xs, loss_fn)          # ||dL/dh_t||, [T]
+    print(describe_decay(decay_rate(norms.h)))                    # "gradients vanish by 10^k ..."
+    jac = jacobian_norms(cell, params, xs)                        # ||ds_T/ds_t||, spectra, FTLE
+    gates = gate_stats(cell, params, xs)                          # LSTM / GRU only
+    terms = weight_grad_contributions(cell, params, xs, loss_fn)  # ||dL/dW_hh|_t||, [T]
+
+Plots live in `seqjax.diagnostics.plot` (``from seqjax.diagnostics import plot``), which is not
+imported here so that matplotlib stays optional and unloaded.
+"""
+
+from seqjax.diagnostics._common import masked_scan
+from seqjax.diagnostics.gates import GATE_SPECS, GateSpec, GateStats, gate_stats
+from seqjax.diagnostics.gradients import (
+    BatchGradNorms,
+    DecayFit,
+    HiddenGradNorms,
+    WeightGradContributions,
+    batch_hidden_grad_norms,
+    decay_rate,
+    describe_decay,
+    hidden_grad_norms,
+    hidden_grads,
+    weight_grad_contributions,
+)
+from seqjax.diagnostics.jacobians import (
+    JacobianNorms,
+    end_jacobians,
+    jacobian_norms,
+    lyapunov_exponents,
+    recurrent_eigenvalues,
+    recurrent_spectral_radius,
+    step_jacobians,
+)
+
+__all__ = [
+    "GATE_SPECS",
+    "BatchGradNorms",
+    "DecayFit",
+    "GateSpec",
+    "GateStats",
+    "HiddenGradNorms",
+    "JacobianNorms",
+    "WeightGradContributions",
+    "batch_hidden_grad_norms",
+    "decay_rate",
+    "describe_decay",
+    "end_jacobians",
+    "gate_stats",
+    "hidden_grad_norms",
+    "hidden_grads",
+    "jacobian_norms",
+    "lyapunov_exponents",
+    "masked_scan",
+    "recurrent_eigenvalues",
+    "recurrent_spectral_radius",
+    "step_jacobians",
+    "weight_grad_contributions",
+]
