@@ -1,0 +1,461 @@
+"""A whole training run as one function of a PRNG key, and the host loop around it.
+
+Both drive the same update, so they give the same numbers::
+
+    init_key, data_key, state_key = split(key, 3)
+    state = init_train_state(init_params(init_key), optimizer, state_key, carry)
+    for s in range(num_steps):
+        batch = sample_batch(fold_in(data_key, s))          # streaming: see below
+        state, metrics[s] = train_step(state, batch)
+
+* `make_train` returns ``train(key) -> (state, metrics)``, a pure jittable function
+  (``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once) made of ``lax.scan`` over
+  chunks of steps; an optional ``log_fn`` is called from inside it between chunks.
+* `fit` runs the same chunks from the host, and between them logs, evaluates, stops early,
+  checkpoints, resumes from the latest checkpoint, and stops on repeated non-finite steps.
+
+Streaming BPTT (``window=k``): ``sample_batch`` returns a batch of long streams
+``[B, T_total, F]``, cut into ``n = ceil(T_total / k)`` windows. Update s trains on window
+``s % n`` of stream ``s // n`` (sampled from ``fold_in(data_key, s // n)``); the carry comes
+from the previous window and is reset to ``initial_carry`` at the start of each stream. The
+stream is re-sampled at every update (the price of stateless, exactly resumable data).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from seqjax.config import BPTTConfig, EarlyStoppingConfig, TrainConfig
+from seqjax.train.checkpoint import (
+    checkpoint_manager_from_config,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from seqjax.train.state import TrainState, init_train_state
+from seqjax.train.step import Metrics, make_train_step, stream_num_windows, stream_window
+
+__all__ = [
+    "BPTTOptions",
+    "EarlyStopping",
+    "EarlyStoppingState",
+    "FitResult",
+    "NonFiniteError",
+    "Trainer",
+    "bptt_from_config",
+    "early_stopping_from_config",
+    "early_stopping_update",
+    "fit",
+    "fit_from_config",
+    "make_train",
+    "make_trainer",
+]
+
+
+class BPTTOptions(NamedTuple):
+    """The BPTT mode as arguments: ``truncate`` and ``remat`` go to the unroll inside the loss
+    function (``unroll(..., truncate=, remat=)``), ``window`` to `make_trainer`."""
+
+    truncate: int | None
+    remat: bool | int
+    window: int | None
+
+
+def bptt_from_config(cfg: BPTTConfig) -> BPTTOptions:
+    """`BPTTOptions` from the ``train.bptt`` section (full: no truncation, no window)."""
+    return BPTTOptions(truncate=cfg.truncate, remat=cfg.remat, window=cfg.window)
+
+
+class Trainer(NamedTuple):
+    """The pieces of a training run (from `make_trainer`).
+
+    Attributes:
+      init: ``init(key) -> (state, data_key)``, jitted: the initial `TrainState` and the root
+        key of the data stream.
+      prepare: ``prepare(state, data_key) -> (state, batch)``: the batch of the next update
+        (and, when streaming, the state with its carry reset at a stream's start).
+      train_step: the jitted ``train_step(state, batch) -> (state, metrics)``.
+      update: ``update(state, data_key) -> (state, metrics)``: ``prepare`` then the step,
+        not jitted (the body of the scans).
+      run: ``run(state, data_key, num_steps) -> (state, metrics)``, jitted, ``num_steps``
+        static: ``lax.scan`` of ``update``; metrics are stacked ``[num_steps]``.
+    """
+
+    init: Callable[[jax.Array], tuple[TrainState, jax.Array]]
+    prepare: Callable[[TrainState, jax.Array], tuple[TrainState, Any]]
+    train_step: Callable[[TrainState, Any], tuple[TrainState, Metrics]]
+    update: Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]
+    run: Callable[[TrainState, jax.Array, int], tuple[TrainState, Metrics]]
+
+
+def make_trainer(
+    init_params: Callable[[jax.Array], Any],
+    loss_fn: Callable[..., Any],
+    optimizer: optax.GradientTransformation,
+    sample_batch: Callable[[jax.Array], Any],
+    *,
+    clip: optax.GradientTransformation | None = None,
+    window: int | None = None,
+    initial_carry: Any = None,
+) -> Trainer:
+    """Builds a `Trainer` (see the module doc for the order of keys and batches).
+
+    Args:
+      init_params: ``init_params(key) -> params``.
+      loss_fn: ``loss_fn(params, batch, key) -> (loss, aux)``; when streaming
+        ``loss_fn(params, batch, carry, key) -> (loss, (aux, carry))``.
+      optimizer: the Optax optimiser.
+      sample_batch: ``sample_batch(key) -> batch`` (e.g. a task sampler with the batch size
+        bound); when streaming, a ``Batch`` of streams ``inputs [B, T_total, F]``.
+      clip: clipping applied and measured by the train step (see `make_train_step`).
+      window: None for full / truncated BPTT (truncation lives in ``loss_fn``), or the window
+        k of streaming BPTT.
+      initial_carry: the carry ``[B, ...]`` at the start of every stream (streaming only).
+
+    Returns:
+      A `Trainer`.
+    """
+    streaming = window is not None
+    if streaming and initial_carry is None:
+        raise ValueError(
+            f"make_trainer: window={window} (streaming BPTT) needs initial_carry, the carry "
+            f"[B, ...] each stream starts from (e.g. jax.vmap of cell.initial_carry)"
+        )
+    if not streaming and initial_carry is not None:
+        raise ValueError("make_trainer: initial_carry is only used with window=k (streaming)")
+    train_step = make_train_step(loss_fn, optimizer, clip=clip, streaming=streaming, jit=False)
+    num_windows = None
+    if streaming:
+        shapes = jax.eval_shape(sample_batch, jax.random.key(0))
+        num_windows = stream_num_windows(shapes.inputs.shape[1], window)
+
+    def init(key: jax.Array) -> tuple[TrainState, jax.Array]:
+        init_key, data_key, state_key = jax.random.split(key, 3)
+        state = init_train_state(init_params(init_key), optimizer, state_key, initial_carry)
+        return state, data_key
+
+    def prepare(state: TrainState, data_key: jax.Array) -> tuple[TrainState, Any]:
+        if not streaming:
+            return state, sample_batch(jax.random.fold_in(data_key, state.step))
+        stream_index, window_index = jnp.divmod(state.step, num_windows)
+        stream = sample_batch(jax.random.fold_in(data_key, stream_index))
+        fresh = window_index == 0
+        carry = jax.tree.map(lambda c0, c: jnp.where(fresh, c0, c), initial_carry, state.carry)
+        return state._replace(carry=carry), stream_window(stream, window_index, window)
+
+    def update(state: TrainState, data_key: jax.Array) -> tuple[TrainState, Metrics]:
+        state, batch = prepare(state, data_key)
+        return train_step(state, batch)
+
+    def run(state: TrainState, data_key: jax.Array, num_steps: int):
+        return jax.lax.scan(lambda s, _: update(s, data_key), state, None, length=num_steps)
+
+    return Trainer(
+        init=jax.jit(init),
+        prepare=jax.jit(prepare),
+        train_step=jax.jit(train_step),
+        update=update,
+        run=jax.jit(run, static_argnums=2),
+    )
+
+
+def make_train(
+    trainer: Trainer,
+    num_steps: int,
+    *,
+    chunk_size: int | None = None,
+    log_fn: Callable[[jax.Array, Metrics], None] | None = None,
+) -> Callable[[jax.Array], tuple[TrainState, Metrics]]:
+    """A whole training run as one pure function of a PRNG key.
+
+    Args:
+      trainer: from `make_trainer`.
+      num_steps: number of updates.
+      chunk_size: updates per inner ``lax.scan``; None: one chunk.
+      log_fn: called from the compiled program (``jax.debug.callback``) after each chunk with
+        ``(step, metrics)``, the step count and the metrics of the chunk's steps
+        ``[chunk_size]``; under ``vmap`` it is called once per seed.
+
+    Returns:
+      ``train(key) -> (state, metrics)`` with metrics stacked ``[num_steps]``. It never
+      raises on non-finite steps (it cannot, being compiled): check ``metrics["skipped"]``
+      and ``state.num_skipped``; `fit` stops on them.
+    """
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"make_train: num_steps must be a positive int, got {num_steps!r}")
+    chunk = num_steps if chunk_size is None else chunk_size
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"make_train: chunk_size must be a positive int, got {chunk_size!r}")
+    chunk = min(chunk, num_steps)
+    num_chunks, rest = divmod(num_steps, chunk)
+
+    def run_chunk(state: TrainState, data_key: jax.Array, length: int):
+        state, metrics = jax.lax.scan(
+            lambda s, _: trainer.update(s, data_key), state, None, length=length
+        )
+        if log_fn is not None:
+            jax.debug.callback(log_fn, state.step, metrics)
+        return state, metrics
+
+    def train(key: jax.Array) -> tuple[TrainState, Metrics]:
+        state, data_key = trainer.init(key)
+        state, metrics = jax.lax.scan(
+            lambda s, _: run_chunk(s, data_key, chunk), state, None, length=num_chunks
+        )
+        metrics = jax.tree.map(lambda m: m.reshape((num_chunks * chunk, *m.shape[2:])), metrics)
+        if rest:
+            state, last = run_chunk(state, data_key, rest)
+            metrics = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), metrics, last)
+        return state, metrics
+
+    return train
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+class EarlyStopping(NamedTuple):
+    """Stop when ``metric`` has not improved by more than ``min_delta`` for ``patience`` evals."""
+
+    metric: str
+    mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+
+
+class EarlyStoppingState(NamedTuple):
+    """Host-side record: the best value, the step it was seen at, evaluations since."""
+
+    best: float
+    best_step: int
+    evals_since_best: int
+
+
+def early_stopping_from_config(cfg: EarlyStoppingConfig) -> EarlyStopping:
+    """`EarlyStopping` from its config section."""
+    return EarlyStopping(cfg.metric, cfg.mode, cfg.patience, cfg.min_delta)
+
+
+def early_stopping_update(
+    rule: EarlyStopping, record: EarlyStoppingState | None, value: float, step: int
+) -> tuple[EarlyStoppingState, bool]:
+    """Folds one validation value into the record; returns ``(record, stop)``.
+
+    A value improves on the best when it is lower by more than ``min_delta`` (``mode="min"``)
+    or higher by more than ``min_delta`` (``"max"``); a NaN never improves.
+    """
+    if rule.mode not in ("min", "max"):
+        raise ValueError(f"early stopping mode must be 'min' or 'max', got {rule.mode!r}")
+    value = float(value)
+    if record is None:
+        improved = not math.isnan(value)
+    elif rule.mode == "min":
+        improved = value < record.best - rule.min_delta
+    else:
+        improved = value > record.best + rule.min_delta
+    if improved:
+        record = EarlyStoppingState(value, step, 0)
+    elif record is None:
+        record = EarlyStoppingState(math.inf if rule.mode == "min" else -math.inf, step, 1)
+    else:
+        record = record._replace(evals_since_best=record.evals_since_best + 1)
+    return record, record.evals_since_best >= rule.patience
+
+
+# --------------------------------------------------------------------------------- host loop
+
+
+class NonFiniteError(RuntimeError):
+    """Training saw too many consecutive non-finite steps (each was skipped)."""
+
+
+class FitResult(NamedTuple):
+    """What `fit` returns.
+
+    Attributes:
+      state: the final train state.
+      metrics: per-step metrics of the steps this call ran, NumPy arrays ``[steps]``.
+      evals: one dict per evaluation: ``{"step": s, **eval_metrics}``.
+      stop_reason: ``"done"`` or ``"early_stopping"``.
+      early_stopping: the early-stopping record (None without early stopping).
+      resumed_from: the checkpoint step the run resumed from, or None.
+    """
+
+    state: TrainState
+    metrics: dict[str, np.ndarray]
+    evals: list[dict[str, float]]
+    stop_reason: str
+    early_stopping: EarlyStoppingState | None
+    resumed_from: int | None
+
+
+def _check_multiple(value: int | None, chunk: int, name: str) -> None:
+    if value is not None and value % chunk:
+        raise ValueError(f"fit: {name}={value} must be a multiple of chunk_size={chunk}")
+
+
+def fit(
+    trainer: Trainer,
+    key: jax.Array,
+    num_steps: int,
+    *,
+    chunk_size: int,
+    max_bad_steps: int = 10,
+    eval_fn: Callable[[Any], dict[str, Any]] | None = None,
+    eval_every: int | None = None,
+    early_stopping: EarlyStopping | None = None,
+    checkpoints: Any = None,
+    checkpoint_every: int | None = None,
+    log_fn: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Trains from the host in compiled chunks: logs, evaluates, stops early, checkpoints.
+
+    If ``checkpoints`` holds a checkpoint, the run resumes from the latest one and continues
+    exactly as if it had never stopped (same keys, same batches, same numbers).
+
+    Args:
+      trainer: from `make_trainer`.
+      key: the run's PRNG key (the same one when resuming).
+      num_steps: total updates of the run (including those before a resume).
+      chunk_size: updates per compiled chunk; evaluations and checkpoints happen between.
+      max_bad_steps: raise `NonFiniteError` after this many consecutive skipped steps.
+      eval_fn: ``eval_fn(params) -> dict`` of validation metrics.
+      eval_every: evaluate every this many steps (a multiple of ``chunk_size``).
+      early_stopping: stop when ``eval_fn``'s metric stops improving.
+      checkpoints: an Orbax ``CheckpointManager`` (`checkpoint_manager`), or None.
+      checkpoint_every: offer a checkpoint every this many steps (a multiple of
+        ``chunk_size``; default: every chunk); the manager's interval has the last word. The
+        final state (end of run, early stop) is always saved. No checkpoint is written while
+        the last step was skipped, so the latest one is good.
+      log_fn: ``log_fn(step, record)`` after each chunk with the chunk's mean metrics (and the
+        evaluation, prefixed ``val_``, when there was one).
+
+    Returns:
+      A `FitResult`.
+
+    Raises:
+      NonFiniteError: naming the step at which ``max_bad_steps`` consecutive steps were bad.
+    """
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"fit: chunk_size must be a positive int, got {chunk_size!r}")
+    _check_multiple(eval_every, chunk_size, "eval_every")
+    _check_multiple(checkpoint_every, chunk_size, "checkpoint_every")
+    if (eval_every is None) != (eval_fn is None):
+        raise ValueError("fit: eval_fn and eval_every go together; give both or neither")
+    if early_stopping is not None and eval_fn is None:
+        raise ValueError("fit: early_stopping needs eval_fn and eval_every")
+
+    state, data_key = trainer.init(key)
+    record: EarlyStoppingState | None = None
+    resumed_from = None
+    if checkpoints is not None and checkpoints.latest_step() is not None:
+        state, host = restore_checkpoint(checkpoints, state)
+        resumed_from = int(state.step)
+        if host.get("early_stopping") is not None:
+            record = EarlyStoppingState(*host["early_stopping"])
+
+    chunks: list[Metrics] = []
+    evals: list[dict[str, float]] = []
+    stop_reason = "done"
+    step = int(state.step)
+    while step < num_steps:
+        length = min(chunk_size, num_steps - step)
+        state, metrics = trainer.run(state, data_key, length)
+        metrics = jax.device_get(metrics)
+        chunks.append(metrics)
+        first = step + 1
+        step = int(state.step)
+
+        bad = np.asarray(metrics["bad_steps"])
+        if bad.max() >= max_bad_steps:
+            at = first + int(np.argmax(bad >= max_bad_steps))
+            last = None if checkpoints is None else checkpoints.latest_step()
+            raise NonFiniteError(
+                f"training stopped at step {at}: {max_bad_steps} consecutive steps had a "
+                f"non-finite loss or gradient (steps {at - max_bad_steps + 1}..{at}, all "
+                f"skipped); last good checkpoint: step {last}. Lower the learning rate, clip "
+                f"gradients, or check the data."
+            )
+
+        log = {name: float(np.mean(v)) for name, v in metrics.items()}
+        if eval_every is not None and step % eval_every == 0:
+            values = {k: float(v) for k, v in jax.device_get(eval_fn(state.params)).items()}
+            evals.append({"step": step, **values})
+            log.update({f"val_{k}": v for k, v in values.items()})
+            if early_stopping is not None:
+                if early_stopping.metric not in values:
+                    raise ValueError(
+                        f"fit: early_stopping.metric={early_stopping.metric!r} is not among "
+                        f"the evaluation metrics {sorted(values)}"
+                    )
+                record, stop = early_stopping_update(
+                    early_stopping, record, values[early_stopping.metric], step
+                )
+                if stop:
+                    stop_reason = "early_stopping"
+        if log_fn is not None:
+            log_fn(step, log)
+
+        if checkpoints is not None and int(state.bad_steps) == 0:
+            final = stop_reason != "done" or step >= num_steps
+            if final or checkpoint_every is None or step % checkpoint_every == 0:
+                host = {"early_stopping": None if record is None else list(record)}
+                save_checkpoint(checkpoints, state, host, force=final)
+        if stop_reason != "done":
+            break
+
+    metrics_out = {
+        name: np.concatenate([np.asarray(c[name]).reshape(-1) for c in chunks])
+        for name in (chunks[0] if chunks else {})
+    }
+    return FitResult(state, metrics_out, evals, stop_reason, record, resumed_from)
+
+
+def fit_from_config(
+    trainer: Trainer,
+    key: jax.Array,
+    cfg: TrainConfig,
+    *,
+    eval_fn: Callable[[Any], dict[str, Any]] | None = None,
+    checkpoint_dir: str | None = None,
+    log_fn: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
+    """`fit` with the steps, chunking, fault, evaluation, early-stopping and checkpoint
+    settings of the ``train`` section.
+
+    Args:
+      trainer: from `make_trainer` (built with ``bptt_from_config(cfg.bptt).window``).
+      key: the run's PRNG key.
+      cfg: the ``train`` section.
+      eval_fn: ``eval_fn(params) -> dict``; required when ``cfg.eval_every`` is set.
+      checkpoint_dir: where checkpoints go; required when ``cfg.checkpoint`` is set.
+      log_fn: see `fit`.
+    """
+    if cfg.eval_every is not None and eval_fn is None:
+        raise ValueError(f"fit_from_config: train.eval_every={cfg.eval_every} needs an eval_fn")
+    if cfg.checkpoint is not None and checkpoint_dir is None:
+        raise ValueError("fit_from_config: train.checkpoint is set; pass checkpoint_dir")
+    manager = None
+    if cfg.checkpoint is not None:
+        manager = checkpoint_manager_from_config(cfg.checkpoint, checkpoint_dir)
+    return fit(
+        trainer,
+        key,
+        cfg.steps,
+        chunk_size=cfg.chunk_size,
+        max_bad_steps=cfg.max_bad_steps,
+        eval_fn=eval_fn if cfg.eval_every is not None else None,
+        eval_every=cfg.eval_every,
+        early_stopping=None
+        if cfg.early_stopping is None
+        else early_stopping_from_config(cfg.early_stopping),
+        checkpoints=manager,
+        checkpoint_every=None if cfg.checkpoint is None else cfg.checkpoint.every,
+        log_fn=log_fn,
+    )
