@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python experiments/demo.py
+	$(BIN)/python experiments/quickstart.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

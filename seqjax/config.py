@@ -23,11 +23,16 @@ Derive a changed copy with ``dataclasses.replace(cfg, learning_rate=1e-3)``: it 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
+import re
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
+import yaml
 from pydantic import ConfigDict, Field, Strict, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
 
@@ -37,11 +42,20 @@ __all__ = [
     "ClipConfig",
     "ConfigError",
     "EarlyStoppingConfig",
+    "ExperimentConfig",
+    "LogConfig",
+    "ModelConfig",
     "OptimizerConfig",
     "ScheduleConfig",
+    "TaskConfig",
     "TrainConfig",
+    "apply_overrides",
     "check_bptt_fits",
+    "config_from_data",
+    "dump_config",
+    "load_config",
     "parse_config",
+    "parse_yaml",
 ]
 
 SECTION = ConfigDict(extra="forbid")
@@ -374,3 +388,285 @@ def check_bptt_fits(bptt: BPTTConfig, seq_len: int, *, path: str = "train.bptt")
         )
     if errors:
         raise ConfigError(errors, section=path)
+
+
+# -------------------------------------------------------------------------- experiment sections
+
+CellName = Literal["rnn", "irnn", "lstm", "gru"]
+ModelKind = Literal["recurrent", "transformer", "tcn"]
+
+
+@dataclass(frozen=True, config=SECTION)
+class TaskConfig:
+    """The task: a name from ``seqjax.tasks.TASKS`` and the keyword arguments of its factory.
+
+    In YAML the arguments sit next to the name (``task: {name: adding, length: 150}``);
+    `load_config` checks them against the factory's signature and types, so a misspelt
+    argument is an error naming ``task.<argument>``.
+
+    Attributes:
+      name: the task's registry name.
+      options: its factory's keyword arguments (the resolved config lists every one).
+    """
+
+    name: str = "adding"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, config=SECTION)
+class ModelConfig:
+    """The model. The sequence pattern (many-to-one, many-to-many, seq2seq) is the task's.
+
+    Attributes:
+      kind: ``"recurrent"`` (cells below), or a baseline, ``"transformer"`` or ``"tcn"``,
+        configured by ``options`` (keyword arguments of ``seqjax.baselines``' builders).
+      cell: one of ``seqjax.cells.CELLS``.
+      hidden_size: H of every layer.
+      num_layers: stacked layers (a deep RNN).
+      bidirectional: each layer runs forward and backward (outputs concatenated).
+      activation: of the ``rnn`` cell, ``"tanh"`` or ``"relu"``.
+      forget_bias: LSTM forget-gate bias at initialisation.
+      chrono: T_max of chrono initialisation (LSTM, GRU), or None.
+      input_init: ``"glorot"`` or ``"lecun"``.
+      recurrent_init: ``"orthogonal"``, ``"identity"``, ``"glorot"`` or ``"lecun"``.
+      recurrent_scale: factor on the recurrent weights of the ``rnn`` cell.
+      dropout: between stacked layers, in training only.
+      recurrent_dropout: variational dropout on the recurrent state (Gal & Ghahramani 2016).
+      zoneout: zoneout probability on the carry (Krueger et al. 2017).
+      residual: residual connections between stacked layers of equal size.
+      options: keyword arguments of the baseline builder (``kind`` transformer / tcn).
+    """
+
+    kind: ModelKind = "recurrent"
+    cell: CellName = "lstm"
+    hidden_size: PositiveInt = 64
+    num_layers: PositiveInt = 1
+    bidirectional: bool = False
+    activation: Literal["tanh", "relu"] = "tanh"
+    forget_bias: Float = 1.0
+    chrono: PositiveFloat | None = None
+    input_init: Literal["glorot", "lecun"] = "glorot"
+    recurrent_init: Literal["orthogonal", "identity", "glorot", "lecun"] = "orthogonal"
+    recurrent_scale: PositiveFloat = 1.0
+    dropout: UnitInterval = 0.0
+    recurrent_dropout: UnitInterval = 0.0
+    zoneout: UnitInterval = 0.0
+    residual: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, config=SECTION)
+class LogConfig:
+    """Logging and evaluation of a run.
+
+    Attributes:
+      every: log training metrics every this many steps (a multiple of ``train.chunk_size``;
+        None: every chunk).
+      eval_batch_size: sequences per evaluation batch.
+      eval_batches: batches per evaluation (held-out samples from a key never used in
+        training).
+      progress: show a progress bar.
+      plots: write ``plots/*.png`` at the end of the run.
+    """
+
+    every: PositiveInt | None = None
+    eval_batch_size: PositiveInt = 256
+    eval_batches: PositiveInt = 4
+    progress: bool = True
+    plots: bool = True
+
+
+@dataclass(frozen=True, config=SECTION)
+class ExperimentConfig:
+    """A whole experiment, one YAML file.
+
+    Attributes:
+      name: the run's name (the run folder is ``<out>/<name>-<timestamp>``).
+      seeds: PRNG seeds; all are trained at once with ``jax.vmap`` in one program.
+      task, model, optimizer, train, log: the sections above.
+    """
+
+    name: str = "run"
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
+
+# ------------------------------------------------------------------------------ YAML files
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """``yaml.safe_load`` semantics (no Python objects), plus exponent floats like ``3e-4``."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError([(f"{source}{where}", f"bad YAML: {problem}")], "YAML") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``key.path=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError([(f"--set {item}", "expected KEY=VALUE, e.g. train.steps=500")])
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError([(f"--set {item}", f"{where} is a value, not a section")])
+            node = child
+        node[parts[-1]] = parse_yaml(raw, f"--set {item}")
+    return data
+
+
+def _check_call_options(
+    factory: Any, options: dict[str, Any], path: str, what: str, skip: int = 0
+) -> dict[str, Any]:
+    """Checks keyword options against a factory's signature and types; fills the defaults."""
+    import inspect
+
+    params = list(inspect.signature(factory).parameters.values())[skip:]
+    params = [p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    hints = typing.get_type_hints(factory)
+    names = [p.name for p in params]
+    errors = []
+    resolved = {}
+    for name, value in options.items():
+        if name not in names:
+            errors.append((f"{path}.{name}", f"unknown argument of {what}; valid: {names}"))
+            continue
+        try:
+            resolved[name] = pydantic.TypeAdapter(hints.get(name, Any)).validate_python(
+                value, strict=True
+            )
+        except pydantic.ValidationError:
+            errors.append((f"{path}.{name}", f"expected {hints.get(name)}, got {value!r}"))
+    for p in params:
+        if p.name not in resolved and p.name not in options:
+            if p.default is inspect.Parameter.empty:
+                errors.append((f"{path}.{p.name}", f"required argument of {what} is missing"))
+            else:
+                resolved[p.name] = p.default
+    if errors:
+        raise ConfigError(errors, path)
+    return resolved
+
+
+def _resolve_task(data: Any) -> dict[str, Any]:
+    from seqjax.tasks import TASKS
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("task", f"expected a mapping with a name, got {data!r}")])
+    data = dict(data)
+    if "options" in data:
+        raise ConfigError([("task.options", "put task arguments next to task.name")])
+    name = data.pop("name", TaskConfig().name)
+    if name not in TASKS:
+        raise ConfigError([("task.name", f"unknown task {name!r}; valid: {sorted(TASKS)}")])
+    options = _check_call_options(TASKS[name], data, "task", f"task {name!r}")
+    try:
+        TASKS[name](**options)  # the factory's own range checks, before anything runs
+    except ValueError as e:
+        raise ConfigError([("task", str(e))]) from None
+    return {"name": name, "options": options}
+
+
+def _resolve_model(data: Any) -> Any:
+    if not isinstance(data, dict) or data.get("kind", "recurrent") == "recurrent":
+        return data
+    from seqjax import baselines
+
+    kind = data["kind"]
+    builder = getattr(baselines, kind, None)
+    if builder is None:
+        return data  # pydantic names the bad kind
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError([("model.options", f"expected a mapping, got {options!r}")])
+    options = {k: v for k, v in options.items() if k != "pattern"}
+    resolved = _check_call_options(builder, options, "model.options", f"model {kind!r}", skip=2)
+    resolved.pop("pattern", None)
+    return {**data, "options": resolved}
+
+
+def config_from_data(data: Any, source: str = "config") -> ExperimentConfig:
+    """An `ExperimentConfig` from plain data (a parsed YAML mapping)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([(source, f"expected a mapping of sections, got {type(data).__name__}")])
+    data = dict(data)
+    try:
+        data["task"] = _resolve_task(data.get("task"))
+        if "model" in data:
+            data["model"] = _resolve_model(data["model"])
+        return parse_config(ExperimentConfig, data)
+    except ConfigError as e:
+        raise ConfigError(e.errors, source) from None
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Reads a YAML experiment config, applies ``--set`` overrides, validates everything.
+
+    Raises:
+      FileNotFoundError: naming the file.
+      ConfigError: naming the file and every bad key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    data = parse_yaml(path.read_text(), str(path))
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([(str(path), "expected a mapping of sections at the top level")])
+    data = apply_overrides(data or {}, list(overrides or []))
+    return config_from_data(data, f"config {path}")
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML that `load_config` reads back to an equal config."""
+    data = config_to_dict(cfg)
+    task = data.pop("task")
+    data["task"] = {"name": task["name"], **task["options"]}
+    if data["model"]["kind"] == "recurrent":
+        data["model"].pop("options")
+    order = ["name", "seeds", "task", "model", "optimizer", "train", "log"]
+    data = {k: data[k] for k in order}
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

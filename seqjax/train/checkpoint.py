@@ -93,7 +93,7 @@ def save_checkpoint(
     Returns:
       Whether a checkpoint was written.
     """
-    step = int(state.step)
+    step = int(np.max(np.asarray(state.step)))  # a stack of seeds shares its step
     args = ocp.args.Composite(
         state=ocp.args.StandardSave(_to_storable(state)),
         host=ocp.args.JsonSave(host or {}),

@@ -280,7 +280,8 @@ class FitResult(NamedTuple):
 
     Attributes:
       state: the final train state.
-      metrics: per-step metrics of the steps this call ran, NumPy arrays ``[steps]``.
+      metrics: per-step metrics of the steps this call ran, NumPy arrays ``[steps]`` (or
+        ``[seeds, steps]`` for a trainer vmapped over seeds).
       evals: one dict per evaluation: ``{"step": s, **eval_metrics}``.
       stop_reason: ``"done"`` or ``"early_stopping"``.
       early_stopping: the early-stopping record (None without early stopping).
@@ -293,6 +294,17 @@ class FitResult(NamedTuple):
     stop_reason: str
     early_stopping: EarlyStoppingState | None
     resumed_from: int | None
+
+
+def _step_of(state: TrainState) -> int:
+    """The step count of a state, or of a stack of states with a leading seed axis."""
+    return int(np.max(np.asarray(state.step)))
+
+
+def _host_value(value: Any) -> float | list[float]:
+    """A float for a scalar, a list of floats for one value per seed."""
+    value = np.asarray(value, dtype=np.float64)
+    return float(value) if value.ndim == 0 else value.tolist()
 
 
 def _check_multiple(value: int | None, chunk: int, name: str) -> None:
@@ -315,6 +327,10 @@ def fit(
     log_fn: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Trains from the host in compiled chunks: logs, evaluates, stops early, checkpoints.
+
+    The trainer may be vmapped over seeds (``init`` and ``run`` mapping a leading seed axis,
+    ``key`` a stack of keys): steps are shared, logged and evaluated values become one per
+    seed, early stopping follows their mean, and any seed's bad steps count.
 
     If ``checkpoints`` holds a checkpoint, the run resumes from the latest one and continues
     exactly as if it had never stopped (same keys, same batches, same numbers).
@@ -356,25 +372,26 @@ def fit(
     resumed_from = None
     if checkpoints is not None and checkpoints.latest_step() is not None:
         state, host = restore_checkpoint(checkpoints, state)
-        resumed_from = int(state.step)
+        resumed_from = _step_of(state)
         if host.get("early_stopping") is not None:
             record = EarlyStoppingState(*host["early_stopping"])
 
     chunks: list[Metrics] = []
     evals: list[dict[str, float]] = []
     stop_reason = "done"
-    step = int(state.step)
+    step = _step_of(state)
     while step < num_steps:
         length = min(chunk_size, num_steps - step)
         state, metrics = trainer.run(state, data_key, length)
         metrics = jax.device_get(metrics)
         chunks.append(metrics)
         first = step + 1
-        step = int(state.step)
+        step = _step_of(state)
 
-        bad = np.asarray(metrics["bad_steps"])
-        if bad.max() >= max_bad_steps:
-            at = first + int(np.argmax(bad >= max_bad_steps))
+        bad = np.asarray(metrics["bad_steps"])  # [chunk], or [seeds, chunk] under vmap
+        hit = (bad >= max_bad_steps).reshape(-1, bad.shape[-1]).any(axis=0)
+        if hit.any():
+            at = first + int(np.argmax(hit))
             last = None if checkpoints is None else checkpoints.latest_step()
             raise NonFiniteError(
                 f"training stopped at step {at}: {max_bad_steps} consecutive steps had a "
@@ -383,9 +400,9 @@ def fit(
                 f"gradients, or check the data."
             )
 
-        log = {name: float(np.mean(v)) for name, v in metrics.items()}
+        log = {name: _host_value(np.mean(v, axis=-1)) for name, v in metrics.items()}
         if eval_every is not None and step % eval_every == 0:
-            values = {k: float(v) for k, v in jax.device_get(eval_fn(state.params)).items()}
+            values = {k: _host_value(v) for k, v in jax.device_get(eval_fn(state.params)).items()}
             evals.append({"step": step, **values})
             log.update({f"val_{k}": v for k, v in values.items()})
             if early_stopping is not None:
@@ -395,14 +412,14 @@ def fit(
                         f"the evaluation metrics {sorted(values)}"
                     )
                 record, stop = early_stopping_update(
-                    early_stopping, record, values[early_stopping.metric], step
+                    early_stopping, record, float(np.mean(values[early_stopping.metric])), step
                 )
                 if stop:
                     stop_reason = "early_stopping"
         if log_fn is not None:
             log_fn(step, log)
 
-        if checkpoints is not None and int(state.bad_steps) == 0:
+        if checkpoints is not None and not np.any(np.asarray(state.bad_steps)):
             final = stop_reason != "done" or step >= num_steps
             if final or checkpoint_every is None or step % checkpoint_every == 0:
                 host = {"early_stopping": None if record is None else list(record)}
@@ -411,7 +428,7 @@ def fit(
             break
 
     metrics_out = {
-        name: np.concatenate([np.asarray(c[name]).reshape(-1) for c in chunks])
+        name: np.concatenate([np.asarray(c[name]) for c in chunks], axis=-1)
         for name in (chunks[0] if chunks else {})
     }
     return FitResult(state, metrics_out, evals, stop_reason, record, resumed_from)

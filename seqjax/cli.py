@@ -1,0 +1,157 @@
+"""The ``seqjax`` command: train, eval, report, list.
+
+    seqjax train configs/adding/lstm.yaml --set model.hidden_size=256 --set train.steps=500
+    seqjax train configs/adding/lstm.yaml --resume runs/adding-lstm-20261125-120000
+    seqjax eval runs/<run>/
+    seqjax report runs/<run-a>/ runs/<run-b>/
+    seqjax list
+
+Errors a user can fix (a missing file, bad YAML, an unknown key or task) are printed as one
+line on stderr, with exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from seqjax.config import ConfigError
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (reported in one line, exit status 2)."""
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seqjax.config import load_config
+    from seqjax.experiment import run_experiment
+
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").exists():
+            raise UsageError(f"--resume {run_dir}: not a run folder (no config.yaml)")
+        cfg = load_config(run_dir / "config.yaml", args.set)
+        if args.config is not None:
+            given = load_config(args.config, args.set)
+            if given != cfg:
+                raise UsageError(
+                    f"--resume {run_dir}: its config.yaml differs from {args.config}; a resumed "
+                    f"run continues with its own config (drop the CONFIG argument)"
+                )
+    else:
+        if args.config is None:
+            raise UsageError("train: give a CONFIG file (or --resume RUN)")
+        cfg = load_config(args.config, args.set)
+        run_dir = None
+    out = run_experiment(cfg, args.out, run_dir=run_dir, progress=not args.no_progress)
+    summary = json.loads((out / "summary.json").read_text())
+    _print_summary(out, summary)
+    return 0
+
+
+def _print_summary(run_dir: Path, summary: dict) -> None:
+    loss = summary["eval"]["loss"]
+    loss = sum(loss) / len(loss) if isinstance(loss, list) else loss
+    line = (
+        f"{summary['name']}: {summary['model']} on {summary['task']}, {summary['steps']} steps, "
+        f"eval loss {loss:.4f} (baseline {summary['baseline']:.4f}, ratio "
+        f"{summary['eval_vs_baseline']:.3f})"
+    )
+    if "accuracy" in summary["eval"]:
+        acc = summary["eval"]["accuracy"]
+        acc = sum(acc) / len(acc) if isinstance(acc, list) else acc
+        line += f", accuracy {acc:.3f}"
+    print(line)
+    print(f"results: {run_dir}")
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from seqjax.experiment import evaluate_run
+
+    for run in args.runs:
+        values = evaluate_run(run)
+        print(f"{run}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from seqjax.report import write_report
+
+    path = write_report(args.runs, args.out)
+    print(path.read_text())
+    print(f"report: {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    del args
+    from seqjax.cells import CELLS
+    from seqjax.tasks import TASKS
+    from seqjax.train import OPTIMIZERS
+
+    def first_line(obj: object) -> str:
+        doc = (getattr(obj, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    for title, table in (("tasks", TASKS), ("cells", CELLS), ("optimizers", OPTIMIZERS)):
+        print(f"{title}:")
+        width = max(len(n) for n in table)
+        for name, obj in table.items():
+            print(f"  {name:<{width}}  {first_line(obj)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqjax", description="Train and study recurrent sequence models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a config and write a run folder")
+    train.add_argument("config", nargs="?", help="a YAML config file")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.steps=500 (repeatable)",
+    )
+    train.add_argument("--out", default="runs", help="parent folder of the run (default: runs)")
+    train.add_argument("--resume", metavar="RUN", help="continue a stopped run from its folder")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate the final checkpoint of runs")
+    ev.add_argument("runs", nargs="+")
+    ev.set_defaults(func=_eval)
+
+    report = sub.add_parser("report", help="a Markdown report with plots comparing runs")
+    report.add_argument("runs", nargs="+")
+    report.add_argument("--out", help="folder of report.md (default: next to the runs)")
+    report.set_defaults(func=_report)
+
+    ls = sub.add_parser("list", help="tasks, cells and optimizers, one line each")
+    ls.set_defaults(func=_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError, FileNotFoundError, yaml.YAMLError) as e:
+        message = str(e).strip().replace("\n", " ")
+        print(f"seqjax {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # a bad value found while building the experiment
+        print(f"seqjax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
