@@ -103,7 +103,7 @@ def write_report(
         lines.append(
             f"| [{label}]({os.path.relpath(run_dir, out_dir)}) | {s.get('task', '-')} "
             f"| {s.get('model', '-')} | {s.get('steps', '-')} | {len(s.get('seeds', [0]))} "
-            f"| {_mean_spread(final.get('loss', []))} | {s.get('baseline', '-')} "
+            f"| {_mean_spread(final.get('loss', []))} | {_mean_spread(s.get('baseline', []))} "
             f"| {_ratio(final.get('loss', []), s.get('baseline'))} "
             f"| {metric_name} {_mean_spread(final.get(metric_name, []))} "
             f"| {s.get('wall_time_s', 0):.1f} s | {s.get('steps_per_s', 0):.1f} |"

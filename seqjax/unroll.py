@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from seqjax.cells.base import Carry, Cell, Params
 
@@ -113,7 +114,13 @@ def unroll(
         carry = cell.initial_carry()
     else:
         _check_carry(cell, carry)
-    if isinstance(length, int) and not 0 <= length <= num_steps:
+    # One abstract step (nothing is computed) runs the cell's own input checks, so a wrong
+    # feature size is a clear error even when a fast path (`cell.scan`) skips `cell.step`.
+    try:
+        jax.eval_shape(cell.step, params, carry, jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype))
+    except ValueError as err:
+        raise ValueError(f"unroll: xs has shape {xs.shape} and a step of it fails: {err}") from err
+    if isinstance(length, int | np.integer) and not 0 <= length <= num_steps:
         raise ValueError(f"unroll: length={length} is outside [0, T={num_steps}] for xs {xs.shape}")
 
     window = truncate

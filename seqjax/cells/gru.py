@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqjax.cells import fused
 from seqjax.cells.base import (
     INPUT_INITS,
     RECURRENT_INITS,
@@ -47,6 +48,7 @@ def gru(
     input_init: str | Initializer = "glorot",
     recurrent_init: str | Initializer = "orthogonal",
     dtype: Any = jnp.float32,
+    fast: bool = False,
 ) -> Cell:
     """A GRU cell (whitepaper section 19), with the reset gate applied after the recurrent
     product, as in cuDNN, PyTorch and Flax's ``GRUCell``.
@@ -74,6 +76,10 @@ def gru(
       input_init: initialiser of ``w_i``.
       recurrent_init: initialiser of ``w_h``.
       dtype: dtype of the parameters and the carry.
+      fast: attach the fused whole-sequence path (`seqjax.cells.fused`, a hand-written
+        backward pass, same values and gradients) as ``Cell.scan``. Off by default: on
+        XLA:CPU it measured slower than autodiff through ``lax.scan`` under ``jax.vmap``
+        (experiments/bench_cells.py), and it has no forward-mode autodiff (``jax.jvp``).
 
     Returns:
       A `Cell`.
@@ -104,4 +110,5 @@ def gru(
         h = (1.0 - gates.z) * gates.n + gates.z * carry
         return h, h
 
-    return Cell(init, initial_carry, step, hidden_size, "gru")
+    scan = fused.gru_scan() if fast else None
+    return Cell(init, initial_carry, step, hidden_size, "gru", scan)

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqjax.cells import fused
 from seqjax.cells.base import (
     INPUT_INITS,
     RECURRENT_INITS,
@@ -54,6 +55,7 @@ def lstm(
     input_init: str | Initializer = "glorot",
     recurrent_init: str | Initializer = "orthogonal",
     dtype: Any = jnp.float32,
+    fast: bool = False,
 ) -> Cell:
     """An LSTM cell (whitepaper section 13).
 
@@ -84,6 +86,10 @@ def lstm(
       input_init: initialiser of ``w_i``.
       recurrent_init: initialiser of ``w_h``.
       dtype: dtype of the parameters and the carry.
+      fast: attach the fused whole-sequence path (`seqjax.cells.fused`, a hand-written
+        backward pass, same values and gradients) as ``Cell.scan``. Off by default: on
+        XLA:CPU it measured slower than autodiff through ``lax.scan`` under ``jax.vmap``
+        (experiments/bench_cells.py), and it has no forward-mode autodiff (``jax.jvp``).
 
     Returns:
       A `Cell` whose carry is an `LSTMCarry`.
@@ -123,4 +129,5 @@ def lstm(
         h = gates.o * jnp.tanh(c)
         return LSTMCarry(h=h, c=c), h
 
-    return Cell(init, initial_carry, step, hidden_size, "lstm")
+    scan = fused.lstm_scan() if fast else None
+    return Cell(init, initial_carry, step, hidden_size, "lstm", scan)

@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from seqjax.cells import fused
 from seqjax.cells.base import (
     INPUT_INITS,
     RECURRENT_INITS,
@@ -30,6 +31,7 @@ def rnn(
     recurrent_init: str | Initializer = "orthogonal",
     recurrent_scale: float = 1.0,
     dtype: Any = jnp.float32,
+    fast: bool = False,
 ) -> Cell:
     """A vanilla RNN cell (whitepaper section 3).
 
@@ -56,6 +58,10 @@ def rnn(
       recurrent_scale: factor applied to ``w_h`` after initialisation (e.g. 1.5 for a
         recurrence whose spectral radius exceeds one, to study exploding gradients).
       dtype: dtype of the parameters and the carry.
+      fast: attach the fused whole-sequence path (`seqjax.cells.fused`, a hand-written
+        backward pass, same values and gradients) as ``Cell.scan``. Off by default: on
+        XLA:CPU it measured slower than autodiff through ``lax.scan`` under ``jax.vmap``
+        (experiments/bench_cells.py), and it has no forward-mode autodiff (``jax.jvp``).
 
     Returns:
       A `Cell`.
@@ -91,4 +97,5 @@ def rnn(
         h = phi(x @ params["w_i"] + carry @ params["w_h"] + params["b"])
         return h, h
 
-    return Cell(init, initial_carry, step, hidden_size, "rnn")
+    scan = fused.rnn_scan(activation) if fast else None
+    return Cell(init, initial_carry, step, hidden_size, "rnn", scan)
