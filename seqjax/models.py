@@ -205,6 +205,45 @@ def _autoregress(
 # Builders
 
 
+def _encoder_readout(
+    where: str,
+    layer: Cell | Layer,
+    input_size: int,
+    output_size: int,
+    unroll_options: dict[str, Any],
+    head: Callable[..., jax.Array],
+) -> Model:
+    """A layer and a dense readout; ``head(readout, layer, carry, hs, length)`` reads out."""
+    layer = _to_layer(layer, "layer", where)
+    _check_size(input_size, "input_size", where)
+    _check_size(output_size, "output_size", where)
+    _check_options(unroll_options, where)
+
+    def init(key: jax.Array) -> Params:
+        k_layer, k_out = jax.random.split(key)
+        encoder = layer.init(k_layer, input_size)
+        readout = dense_init(k_out, layer.output_size, output_size, _param_dtype(encoder))
+        return {"encoder": encoder, "readout": readout}
+
+    def apply(
+        params: Params,
+        inputs: jax.Array,
+        length: Any = None,
+        *,
+        targets: Any = None,
+        carry: Carry | None = None,
+        key: jax.Array | None = None,
+    ) -> tuple[jax.Array, Carry]:
+        del targets
+        inputs = _check_inputs(inputs, input_size, where)
+        carry, hs = layer.apply(
+            params["encoder"], inputs, length=length, carry=carry, key=key, **unroll_options
+        )
+        return head(params["readout"], layer, carry, hs, length), carry
+
+    return Model(init, apply, where, input_size, output_size, layer.initial_carry)
+
+
 def many_to_one(
     layer: Cell | Layer, input_size: int, output_size: int, **unroll_options: Any
 ) -> Model:
@@ -229,35 +268,14 @@ def many_to_one(
       >>> params = model.init(jax.random.key(0))
       >>> logits, _ = model.apply(params, jnp.ones((7, 3)), 5)          # [2]
     """
-    where = "many_to_one"
-    layer = _to_layer(layer, "layer", where)
-    _check_size(input_size, "input_size", where)
-    _check_size(output_size, "output_size", where)
-    _check_options(unroll_options, where)
-
-    def init(key: jax.Array) -> Params:
-        k_layer, k_out = jax.random.split(key)
-        encoder = layer.init(k_layer, input_size)
-        readout = dense_init(k_out, layer.output_size, output_size, _param_dtype(encoder))
-        return {"encoder": encoder, "readout": readout}
-
-    def apply(
-        params: Params,
-        inputs: jax.Array,
-        length: Any = None,
-        *,
-        targets: Any = None,
-        carry: Carry | None = None,
-        key: jax.Array | None = None,
-    ) -> tuple[jax.Array, Carry]:
-        del targets
-        inputs = _check_inputs(inputs, input_size, where)
-        carry, hs = layer.apply(
-            params["encoder"], inputs, length=length, carry=carry, key=key, **unroll_options
-        )
-        return dense(params["readout"], layer.last(carry, hs, length)), carry
-
-    return Model(init, apply, where, input_size, output_size, layer.initial_carry)
+    return _encoder_readout(
+        "many_to_one",
+        layer,
+        input_size,
+        output_size,
+        unroll_options,
+        lambda readout, layer, carry, hs, length: dense(readout, layer.last(carry, hs, length)),
+    )
 
 
 def many_to_many(
@@ -280,35 +298,14 @@ def many_to_many(
     Returns:
       A `Model` with params ``{"encoder": ..., "readout": {"w": [H, O], "b": [O]}}``.
     """
-    where = "many_to_many"
-    layer = _to_layer(layer, "layer", where)
-    _check_size(input_size, "input_size", where)
-    _check_size(output_size, "output_size", where)
-    _check_options(unroll_options, where)
-
-    def init(key: jax.Array) -> Params:
-        k_layer, k_out = jax.random.split(key)
-        encoder = layer.init(k_layer, input_size)
-        readout = dense_init(k_out, layer.output_size, output_size, _param_dtype(encoder))
-        return {"encoder": encoder, "readout": readout}
-
-    def apply(
-        params: Params,
-        inputs: jax.Array,
-        length: Any = None,
-        *,
-        targets: Any = None,
-        carry: Carry | None = None,
-        key: jax.Array | None = None,
-    ) -> tuple[jax.Array, Carry]:
-        del targets
-        inputs = _check_inputs(inputs, input_size, where)
-        carry, hs = layer.apply(
-            params["encoder"], inputs, length=length, carry=carry, key=key, **unroll_options
-        )
-        return _mask_past_length(dense(params["readout"], hs), length), carry
-
-    return Model(init, apply, where, input_size, output_size, layer.initial_carry)
+    return _encoder_readout(
+        "many_to_many",
+        layer,
+        input_size,
+        output_size,
+        unroll_options,
+        lambda readout, layer, carry, hs, length: _mask_past_length(dense(readout, hs), length),
+    )
 
 
 def one_to_many(cell: Cell, vocab_size: int, **unroll_options: Any) -> Model:
