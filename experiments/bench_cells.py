@@ -9,6 +9,14 @@ peak memory of a long-sequence training step with and without rematerialisation.
     .venv/bin/python experiments/bench_cells.py --quick    # seconds: one small shape
 
 Writes ``experiments/results/bench_cells.json`` (``--out`` to change).
+
+Rows: "seqjax" is the factory default (autodiff through ``lax.scan`` over ``step``),
+"seqjax-fused" the opt-in ``fast=True`` hand-written backward of `seqjax.cells.fused`, "flax"
+``nn.RNN`` over Flax's cells, "torch" ``torch.nn`` with ``torch.set_num_threads(2)`` and
+"torch-1t" with one thread. The JAX rows are timed interleaved, round-robin; each torch row
+runs in a fresh process (no idle XLA thread pool beside it). On a machine shared with other
+work, torch's two threads can slow down many-fold, hence the one-thread row, and the process
+CPU time is reported beside the wall clock.
 """
 
 from __future__ import annotations
@@ -328,7 +336,7 @@ def memory_child(variant: str, B: int, T: int, F: int, H: int) -> dict:
     if variant == "torch":
         import torch
 
-        step = torch_step("lstm", H, F)
+        step = torch_step("lstm", H, F, threads=1)  # memory does not depend on threads
         xs_t = torch.from_numpy(np.ascontiguousarray(xs_np.transpose(1, 0, 2)))
         ys_t = torch.from_numpy(ys_np)
         before_kb = _proc_status_kb("VmRSS")
@@ -370,9 +378,14 @@ def run_memory(variant: str, B: int, T: int, F: int, H: int) -> dict:
 # Report --------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict:
-    import flax
+def _torch_version() -> str:
     import torch
+
+    return torch.__version__
+
+
+def machine_info(with_torch: bool = True) -> dict:
+    import flax
 
     cpu = platform.processor()
     try:
@@ -388,7 +401,7 @@ def machine_info() -> dict:
         "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
         "flax": flax.__version__,
         "optax": optax.__version__,
-        "torch": torch.__version__,
+        "torch": _torch_version() if with_torch else "not used",
         "torch_threads": TORCH_THREADS,
         "jax_backend": jax.default_backend(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -422,6 +435,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per row")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
+    parser.add_argument(
+        "--no-torch", action="store_true", help="skip torch (smoke tests without the extra)"
+    )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--torch-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--memory-shape", default="16,100000,8,64", help="B,T,I,H of memory runs")
@@ -439,6 +455,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     impls = ["seqjax", "seqjax-fused", "flax", "torch", "torch-1t"]
     memory_variants = ("plain", "remat", "torch")
+    if args.no_torch:
+        impls = [i for i in impls if not i.startswith("torch")]
+        memory_variants = ("plain", "remat")
     if args.quick:
         lstm_shapes = [(8, 20, 4, 16)]
         other_shapes = []
@@ -452,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict:
         steps = args.steps or 10
         compile_ts = (100, 10000)
 
-    info = machine_info()
+    info = machine_info(with_torch=not args.no_torch)
     print(f"{info['cpu']}, {info['cores']} cores; jax {info['jax']}, torch {info['torch']}")
     peak = matmul_peak()
     rows = []

@@ -96,13 +96,12 @@ def test_scan_hook_matches_python_loop_values_and_gradients(x64, name, masked):
 
 UNROLL_OPTIONS = [
     {},
-    {"reverse": True, "length": 4},
-    {"truncate": 3},
-    {"remat": 2, "length": 6},
+    {"truncate": 3, "length": 6},
+    {"remat": 2, "reverse": True, "length": 5},
 ]
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("name", ["lstm", "gru"])
 def test_unroll_under_vmap_equals_step_path(x64, name):
     # lengths, reverse, truncated-BPTT and remat windows all call the hook through unroll.
     fast, slow, params, xs, carry = _problem(name, seed=1)
