@@ -158,7 +158,8 @@ def _check_targets(targets: Any, where: str) -> jax.Array:
 def _mask_past_length(ys: jax.Array, length: Any) -> jax.Array:
     if length is None:
         return ys
-    valid = jnp.arange(ys.shape[0]) < length
+    length = jnp.asarray(length)
+    valid = jnp.arange(ys.shape[0], dtype=length.dtype) < length
     return jnp.where(valid[:, None], ys, jnp.zeros_like(ys))
 
 
