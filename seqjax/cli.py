@@ -1,7 +1,8 @@
-"""The ``seqjax`` command: train, eval, report, list.
+"""The ``seqjax`` command: train, sweep, eval, report, list.
 
     seqjax train configs/adding/lstm.yaml --set model.hidden_size=256 --set train.steps=500
     seqjax train configs/adding/lstm.yaml --resume runs/adding-lstm-20261125-120000
+    seqjax sweep configs/adding/lstm.yaml --set 'sweep={optimizer.learning_rate: [1e-3, 1e-2]}'
     seqjax eval runs/<run>/
     seqjax report runs/<run-a>/ runs/<run-b>/
     seqjax list
@@ -27,9 +28,37 @@ class UsageError(Exception):
     """A mistake in how the command was called (reported in one line, exit status 2)."""
 
 
+def _start_processes(args: argparse.Namespace) -> None:
+    """Several hosts: ``jax.distributed.initialize`` from the flags or SEQJAX_* variables."""
+    from seqjax.parallel import initialize
+
+    try:
+        initialize(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _add_process_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "several hosts", "start every process with the same flags but its own --process-id"
+    )
+    group.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="process 0's address (SEQJAX_COORDINATOR)"
+    )
+    group.add_argument(
+        "--num-processes", type=int, metavar="N", help="processes in all (SEQJAX_NUM_PROCESSES)"
+    )
+    group.add_argument(
+        "--process-id", type=int, metavar="I", help="this process, 0..N-1 (SEQJAX_PROCESS_ID)"
+    )
+
+
 def _train(args: argparse.Namespace) -> int:
     from seqjax.config import load_config
     from seqjax.experiment import run_experiment
+    from seqjax.parallel import is_main_process
+
+    _start_processes(args)
 
     if args.resume is not None:
         run_dir = Path(args.resume)
@@ -49,8 +78,27 @@ def _train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.set)
         run_dir = None
     out = run_experiment(cfg, args.out, run_dir=run_dir, progress=not args.no_progress)
+    if not is_main_process():
+        return 0
     summary = json.loads((out / "summary.json").read_text())
     _print_summary(out, summary)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from seqjax.config import load_config
+    from seqjax.parallel import is_main_process
+    from seqjax.sweep import run_sweep
+
+    _start_processes(args)
+    cfg = load_config(args.config, args.set)
+    if not cfg.sweep:
+        raise UsageError(f"sweep: {args.config} has no sweep section (e.g. --set sweep={{...}})")
+    root = run_sweep(cfg, args.out, progress=not args.no_progress)
+    if not is_main_process():
+        return 0
+    print((root / "report.md").read_text())
+    print(f"results: {root}")
     return 0
 
 
@@ -124,7 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs", help="parent folder of the run (default: runs)")
     train.add_argument("--resume", metavar="RUN", help="continue a stopped run from its folder")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_process_flags(train)
     train.set_defaults(func=_train)
+
+    sweep = sub.add_parser("sweep", help="train a config's sweep grid; one folder, one report")
+    sweep.add_argument("config", help="a YAML config file with a sweep section")
+    sweep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set 'sweep={optimizer.learning_rate: [0.1, 1]}'",
+    )
+    sweep.add_argument("--out", default="runs", help="parent folder of the sweep (default: runs)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_process_flags(sweep)
+    sweep.set_defaults(func=_sweep)
 
     ev = sub.add_parser("eval", help="evaluate the final checkpoint of runs")
     ev.add_argument("runs", nargs="+")

@@ -41,11 +41,13 @@ __all__ = [
     "CheckpointConfig",
     "ClipConfig",
     "ConfigError",
+    "DiagnosticsConfig",
     "EarlyStoppingConfig",
     "ExperimentConfig",
     "LogConfig",
     "ModelConfig",
     "OptimizerConfig",
+    "ParallelConfig",
     "ScheduleConfig",
     "TaskConfig",
     "TrainConfig",
@@ -477,6 +479,48 @@ class LogConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class DiagnosticsConfig:
+    """Gradient-flow diagnostics recorded during training (`seqjax.diagnostics.record`).
+
+    Off unless the section is present (``diagnostics: {every: 100}``). At step 0 and every
+    ``every`` steps the run records, on one fixed batch of the task, ``||dL/dh_t||`` per
+    timestep, the spectral radius of the recurrent weights and the gate saturation (LSTM,
+    GRU) into ``diagnostics.npz`` in the run folder; ``seqjax report`` plots them.
+
+    Attributes:
+      every: record every this many steps (a multiple of ``train.chunk_size``).
+      batch_size: examples of the fixed diagnostics batch.
+      eps: gate saturation threshold: a sigmoid unit outside ``[eps, 1 - eps]`` is saturated.
+    """
+
+    every: PositiveInt
+    batch_size: PositiveInt = 16
+    eps: Annotated[float, Strict(), Field(gt=0, lt=0.5)] = 0.05
+
+
+@dataclass(frozen=True, config=SECTION)
+class ParallelConfig:
+    """How one program spreads over devices (``seqjax.parallel``).
+
+    Attributes:
+      data: devices that split each batch (data parallel; the parameters are replicated), or
+        ``"auto"``: every device not used by ``seeds``. 1: no data parallelism.
+      seeds: devices that split the seed axis (each trains its share of the seeds, vmapped),
+        or ``"auto"``: every device not used by ``data``. 1: every seed on each device.
+    """
+
+    data: PositiveInt | Literal["auto"] = 1
+    seeds: PositiveInt | Literal["auto"] = 1
+
+    @field_validator("seeds")
+    @classmethod
+    def _one_auto(cls, v: Any, info: ValidationInfo) -> Any:
+        if v == "auto" and info.data.get("data") == "auto":
+            raise ValueError("data and seeds cannot both be 'auto'; fix one to a number")
+        return v
+
+
+@dataclass(frozen=True, config=SECTION)
 class ExperimentConfig:
     """A whole experiment, one YAML file.
 
@@ -484,6 +528,11 @@ class ExperimentConfig:
       name: the run's name (the run folder is ``<out>/<name>-<timestamp>``).
       seeds: PRNG seeds; all are trained at once with ``jax.vmap`` in one program.
       task, model, optimizer, train, log: the sections above.
+      diagnostics: gradient-flow diagnostics during training, or None (off).
+      sweep: dotted config key -> list of values (``{"optimizer.learning_rate": [1e-3,
+        1e-2]}``); the grid is their product. Keys in ``seqjax.sweep.TRACED`` are vmapped in
+        one program with the seeds; any other key makes separate programs (``seqjax sweep``).
+      parallel: devices per program (data parallel, seeds over devices).
     """
 
     name: str = "run"
@@ -493,6 +542,30 @@ class ExperimentConfig:
     optimizer: OptimizerConfig = OptimizerConfig()
     train: TrainConfig = TrainConfig()
     log: LogConfig = LogConfig()
+    diagnostics: DiagnosticsConfig | None = None
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    parallel: ParallelConfig = ParallelConfig()
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_lists(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"sweep.{key}: give at least one value, got {values!r}")
+            if len(values) != len({repr(x) for x in values}):
+                raise ValueError(f"sweep.{key}: values must be distinct, got {values!r}")
+        return v
+
+    @field_validator("diagnostics")
+    @classmethod
+    def _diagnostics_on_chunk(cls, v: Any, info: ValidationInfo) -> Any:
+        train = info.data.get("train")
+        if v is not None and train is not None and v.every % train.chunk_size:
+            raise ValueError(
+                f"diagnostics.every={v.every} must be a multiple of "
+                f"train.chunk_size={train.chunk_size}"
+            )
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -667,6 +740,7 @@ def dump_config(cfg: ExperimentConfig) -> str:
     data["task"] = {"name": task["name"], **task["options"]}
     if data["model"]["kind"] == "recurrent":
         data["model"].pop("options")
-    order = ["name", "seeds", "task", "model", "optimizer", "train", "log"]
+    order = ["name", "seeds", "task", "model", "optimizer", "train", "log", "diagnostics"]
+    order += ["sweep", "parallel"]
     data = {k: data[k] for k in order}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import yaml
 
 from seqjax import losses
@@ -31,6 +33,16 @@ from seqjax.cells import get_cell
 from seqjax.config import ExperimentConfig, ModelConfig, TaskConfig, check_bptt_fits, dump_config
 from seqjax.layers import bidirectional, stack
 from seqjax.models import Model, many_to_many, many_to_one, seq2seq
+from seqjax.parallel import (
+    SEEDS,
+    agree_on_path,
+    is_main_process,
+    mesh_from_config,
+    put_runs,
+    replicated,
+    shard_batch_fn,
+    shard_trainer,
+)
 from seqjax.runs import CONFIG, MetricsLog, write_json_atomic, write_text_atomic
 from seqjax.tasks import Batch, Task, get_task
 from seqjax.train import (
@@ -211,9 +223,23 @@ def make_eval_fn(
 
 
 class Experiment:
-    """Everything built from one config, before any training: a value, cheap to make."""
+    """Everything built from one config, before any training: a value, cheap to make.
 
-    def __init__(self, cfg: ExperimentConfig):
+    Args:
+      cfg: the experiment. A ``sweep`` over keys of ``seqjax.sweep.TRACED`` is one program:
+        `vmapped_trainer` then maps the grid times the seeds (see `seqjax.sweep`).
+      optimizer: the Optax optimiser to train with instead of
+        ``optimizer_from_config(cfg.optimizer, include_clip=False)`` (`seqjax.sweep` passes
+        one built from traced hyper-parameters).
+    """
+
+    def __init__(
+        self, cfg: ExperimentConfig, *, optimizer: optax.GradientTransformation | None = None
+    ):
+        if cfg.sweep:
+            from seqjax.sweep import check_one_program
+
+            check_one_program(cfg)
         self.cfg = cfg
         self.task = task_from_config(cfg.task)
         bptt = bptt_from_config(cfg.train.bptt)
@@ -229,9 +255,12 @@ class Experiment:
         self.model = model_from_config(
             cfg.model, self.task, truncate=bptt.truncate, remat=bptt.remat
         )
-        self.optimizer = optimizer_from_config(cfg.optimizer, include_clip=False)
+        if optimizer is None:
+            optimizer = optimizer_from_config(cfg.optimizer, include_clip=False)
+        self.optimizer = optimizer
         self.clip = clipping_from_config(cfg.optimizer.clip)
         batch_size = cfg.train.batch_size
+        self.mesh = mesh_from_config(cfg.parallel, batch_size=batch_size)
         initial_carry = None
         if self.streaming:
             one = self.model.initial_carry()
@@ -240,7 +269,7 @@ class Experiment:
             self.model.init,
             make_loss_fn(self.model, self.task, streaming=self.streaming),
             self.optimizer,
-            lambda key: self.task.sample(key, batch_size),
+            shard_batch_fn(lambda key: self.task.sample(key, batch_size), self.mesh),
             clip=self.clip,
             window=bptt.window,
             initial_carry=initial_carry,
@@ -254,19 +283,49 @@ class Experiment:
         )
 
     def seed_keys(self) -> jax.Array:
-        return jnp.stack([jax.random.key(s) for s in self.cfg.seeds])
+        """One key per run: ``[seeds]``, or ``[grid * seeds]`` (grid-major) under a sweep."""
+        keys = jnp.stack([jax.random.key(s) for s in self.cfg.seeds])
+        if self.cfg.sweep:
+            from seqjax.sweep import grid_cells
+
+            keys = jnp.concatenate([keys] * len(grid_cells(self.cfg)))
+        return keys
 
     def vmapped_trainer(self) -> Trainer:
-        """The trainer over a leading seed axis: one compiled program trains every seed."""
+        """The trainer over a leading seed axis: one compiled program trains every seed.
+
+        Under a ``sweep`` the axis is grid-major ``[grid * seeds]`` (`seqjax.sweep`). With a
+        ``parallel`` mesh the axis is split over its devices (`seqjax.parallel`)."""
+        axis = None if self.mesh is None else SEEDS
+        if self.mesh is not None:
+            mesh_from_config(
+                self.cfg.parallel,
+                batch_size=self.cfg.train.batch_size,
+                num_runs=len(self.seed_keys()),
+            )
+        if self.cfg.sweep:
+            from seqjax.sweep import grid_trainer
+
+            return shard_trainer(grid_trainer(self.cfg, spmd_axis_name=axis), self.mesh)
         t = self.trainer
 
         def run(state, data_key, num_steps):
-            return jax.vmap(lambda s, k: t.run(s, k, num_steps))(state, data_key)
+            one = lambda s, k: t.run(s, k, num_steps)  # noqa: E731
+            return jax.vmap(one, spmd_axis_name=axis)(state, data_key)
 
-        return t._replace(
-            init=jax.jit(jax.vmap(t.init)),
+        trainer = t._replace(
+            init=jax.jit(jax.vmap(t.init, spmd_axis_name=axis)),
             run=jax.jit(run, static_argnums=2),
         )
+        return shard_trainer(trainer, self.mesh)
+
+
+def _grid_of(cfg: ExperimentConfig) -> list[dict[str, Any]] | None:
+    if not cfg.sweep:
+        return None
+    from seqjax.sweep import grid_cells
+
+    return grid_cells(cfg)
 
 
 def _versions() -> dict[str, str]:
@@ -319,16 +378,27 @@ def run_experiment(
       The run folder.
     """
     exp = Experiment(cfg)  # every config error is raised here, before anything is written
-    run_dir = new_run_dir(out, cfg.name) if run_dir is None else Path(run_dir)
+    main = is_main_process()  # several hosts: process 0 writes the folder, all checkpoint
+    if run_dir is None:
+        run_dir = agree_on_path(new_run_dir(out, cfg.name) if main else None)
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / CONFIG, dump_config(cfg))
+    log_dir = run_dir if main else Path(tempfile.mkdtemp(prefix="seqjax-process-"))
+    write_text_atomic(log_dir / CONFIG, dump_config(cfg))
     trainer = exp.vmapped_trainer()
-    keys = exp.seed_keys()
-    eval_fn = jax.jit(jax.vmap(exp.eval_fn))
+    keys = put_runs(exp.seed_keys(), exp.mesh)
+    eval_fn = replicated(jax.vmap(exp.eval_fn), exp.mesh)
     manager = None
     if cfg.train.checkpoint is not None:
         manager = checkpoint_manager_from_config(cfg.train.checkpoint, run_dir / "checkpoints")
     resume_step = None if manager is None else manager.latest_step()
+    recorder = None
+    if cfg.diagnostics is not None:
+        from seqjax.diagnostics.record import Recorder
+
+        recorder = Recorder(exp, log_dir, resume_step)
+        if recorder.active and resume_step is None:
+            recorder.record(0, trainer.init(keys)[0].params)
     baseline = exp.task.baseline
     bar = _progress(
         cfg.train.steps, resume_step or 0, cfg.log.progress if progress is None else progress
@@ -337,7 +407,7 @@ def run_experiment(
     start = time.perf_counter()
     last = {"time": start, "step": resume_step or 0}
 
-    with MetricsLog(run_dir, resume_step=resume_step) as log:
+    with MetricsLog(log_dir, resume_step=resume_step) as log:
 
         def log_fn(step: int, record: dict[str, Any]) -> None:
             now = time.perf_counter()
@@ -364,12 +434,15 @@ def run_experiment(
             checkpoints=manager,
             checkpoint_every=None if cfg.train.checkpoint is None else cfg.train.checkpoint.every,
             log_fn=log_fn,
+            on_chunk=None if recorder is None else recorder.on_chunk,
         )
         bar.close()
         wall = time.perf_counter() - start
         final_eval = jax.device_get(eval_fn(result.state.params))
         step = int(np.max(np.asarray(result.state.step)))
         log.write({"step": step, "split": "eval", **final_eval})
+        if recorder is not None:
+            recorder.finish(step, result.state.params)
 
     trained = step - (resume_step or 0)
     summary = {
@@ -380,6 +453,7 @@ def run_experiment(
         "pattern": exp.task.pattern,
         "steps": step,
         "seeds": list(cfg.seeds),
+        "sweep": _grid_of(cfg),  # runs are grid-major [grid * seeds] (seqjax.sweep)
         "stop_reason": result.stop_reason,
         "resumed_from": result.resumed_from,
         "baseline": baseline,
@@ -395,8 +469,10 @@ def run_experiment(
         "platform": jax.default_backend(),
         "versions": _versions(),
     }
-    write_json_atomic(run_dir / "summary.json", summary)
-    if cfg.log.plots:
+    if recorder is not None:
+        summary["diagnostics"] = recorder.status
+    write_json_atomic(log_dir / "summary.json", summary)
+    if cfg.log.plots and main:
         from seqjax.report import plot_runs
 
         runs = [(cfg.name, run_dir, summary)]

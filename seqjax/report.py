@@ -118,6 +118,13 @@ def write_report(
         f"![gradient norm]({os.path.relpath(grad_png, out_dir)})",
         "",
     ]
+    from seqjax.diagnostics.record import plot_diagnostics
+
+    for label, run_dir, _ in runs:
+        plots = plot_diagnostics(run_dir, out_dir / "plots", label)
+        if plots:
+            lines += [f"## Gradient-flow diagnostics: {label}", ""]
+            lines += [f"![{title}]({os.path.relpath(p, out_dir)})\n" for title, p in plots]
     report = out_dir / "report.md"
     write_text_atomic(report, "\n".join(lines))
     return report

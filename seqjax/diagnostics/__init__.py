@@ -11,6 +11,11 @@ does it for the gradient norms)::
     gates = gate_stats(cell, params, xs)                          # LSTM / GRU only
     terms = weight_grad_contributions(cell, params, xs, loss_fn)  # ||dL/dW_hh|_t||, [T]
 
+For a whole model (a readout over one cell, as training builds it) `model_diagnostics` gives
+the mean ``||dL_b/dh_t||`` over a task batch, the recurrent spectral radius and the gate
+saturation; a config section ``diagnostics: {every: N}`` records them during training into
+``diagnostics.npz`` (`seqjax.diagnostics.record`, read back with `read_diagnostics`).
+
 Plots live in `seqjax.diagnostics.plot` (``from seqjax.diagnostics import plot``), which is not
 imported here so that matplotlib stays optional and unloaded.
 """
@@ -38,6 +43,8 @@ from seqjax.diagnostics.jacobians import (
     recurrent_spectral_radius,
     step_jacobians,
 )
+from seqjax.diagnostics.model import ModelDiagnostics, model_diagnostics
+from seqjax.diagnostics.record import read_diagnostics
 
 __all__ = [
     "GATE_SPECS",
@@ -47,6 +54,7 @@ __all__ = [
     "GateStats",
     "HiddenGradNorms",
     "JacobianNorms",
+    "ModelDiagnostics",
     "WeightGradContributions",
     "batch_hidden_grad_norms",
     "decay_rate",
@@ -58,6 +66,8 @@ __all__ = [
     "jacobian_norms",
     "lyapunov_exponents",
     "masked_scan",
+    "model_diagnostics",
+    "read_diagnostics",
     "recurrent_eigenvalues",
     "recurrent_spectral_radius",
     "step_jacobians",

@@ -325,6 +325,7 @@ def fit(
     checkpoints: Any = None,
     checkpoint_every: int | None = None,
     log_fn: Callable[[int, dict[str, float]], None] | None = None,
+    on_chunk: Callable[[int, TrainState], None] | None = None,
 ) -> FitResult:
     """Trains from the host in compiled chunks: logs, evaluates, stops early, checkpoints.
 
@@ -351,6 +352,8 @@ def fit(
         the last step was skipped, so the latest one is good.
       log_fn: ``log_fn(step, record)`` after each chunk with the chunk's mean metrics (and the
         evaluation, prefixed ``val_``, when there was one).
+      on_chunk: ``on_chunk(step, state)`` after each chunk (after ``log_fn``) with the train
+        state, e.g. to record diagnostics of ``state.params``.
 
     Returns:
       A `FitResult`.
@@ -418,6 +421,8 @@ def fit(
                     stop_reason = "early_stopping"
         if log_fn is not None:
             log_fn(step, log)
+        if on_chunk is not None:
+            on_chunk(step, state)
 
         if checkpoints is not None and not np.any(np.asarray(state.bad_steps)):
             final = stop_reason != "done" or step >= num_steps

@@ -1,0 +1,121 @@
+"""Many seeds in one program: whole training runs vmapped vs the same runs one after another.
+
+    .venv/bin/python experiments/bench_seeds.py            # n = 1, 4, 8, 16 seeds
+    .venv/bin/python experiments/bench_seeds.py --quick    # smoke test, seconds
+
+The model is the small LSTM that synthetic-task research trains by the hundred (H=32, B=16,
+T=100, the adding task, Adam). Each timing is a whole run, ``train(key)`` of
+`seqjax.train.make_train` (all steps in one compiled program): ``jax.jit(jax.vmap(train))``
+over n keys against ``jax.jit(train)`` called for each key in turn. Compilation is excluded
+from both (each program runs once before it is timed); the best of ``--repeats`` is kept. The
+machine may be shared and noisy, so compare the speed-ups of one invocation, not absolute
+numbers across invocations. Writes ``experiments/results/bench_seeds.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+
+from seqjax.config import config_from_data
+from seqjax.experiment import Experiment
+from seqjax.train import make_train
+
+OUT = Path(__file__).resolve().parent / "results" / "bench_seeds.json"
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--steps", type=int, default=200, help="updates per run")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per case (best kept)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--out", type=Path, default=OUT, help="JSON file of the results")
+    args = parser.parse_args()
+    hidden, batch, length, steps, seeds = 32, 16, 100, args.steps, args.seeds
+    if args.quick:
+        hidden, batch, length, steps, seeds = 8, 4, 10, 5, [1, 2]
+        args.repeats = 2
+
+    cfg = config_from_data(
+        {
+            "task": {"name": "adding", "length": length},
+            "model": {"cell": "lstm", "hidden_size": hidden},
+            "optimizer": {"name": "adam", "learning_rate": 1e-2},
+            "train": {"steps": steps, "batch_size": batch, "chunk_size": steps},
+        }
+    )
+    train = make_train(Experiment(cfg).trainer, steps)
+    one = jax.jit(train)
+    many = jax.jit(jax.vmap(train))
+    key = jax.random.key(0)
+
+    rows = []
+    print(f"LSTM H={hidden}, B={batch}, T={length}, {steps} steps per run, {jax.devices()[0]}")
+    print(
+        f"{'seeds':>5} {'vmapped s':>10} {'sequential s':>13} {'runs/s vmap':>12} "
+        f"{'runs/s seq':>11} {'speed-up':>9}"
+    )
+    for n in seeds:
+        keys = jax.random.split(key, n)
+        singles = list(keys)
+        jax.block_until_ready(many(keys))  # compile and warm up both
+        jax.block_until_ready([one(k) for k in singles])
+        t_vmap = _best(lambda keys=keys: many(keys), args.repeats)
+        t_seq = _best(lambda singles=singles: [one(k) for k in singles], args.repeats)
+        row = {
+            "seeds": n,
+            "vmapped_s": t_vmap,
+            "sequential_s": t_seq,
+            "vmapped_steps_per_s": n * steps / t_vmap,
+            "sequential_steps_per_s": n * steps / t_seq,
+            "speedup": t_seq / t_vmap,
+        }
+        rows.append(row)
+        print(
+            f"{n:>5} {t_vmap:>10.3f} {t_seq:>13.3f} {n / t_vmap:>12.2f} {n / t_seq:>11.2f} "
+            f"{row['speedup']:>8.2f}x"
+        )
+
+    result = {
+        "config": {
+            "cell": "lstm",
+            "hidden_size": hidden,
+            "batch_size": batch,
+            "length": length,
+            "steps": steps,
+            "task": "adding",
+            "optimizer": "adam",
+        },
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "device": str(jax.devices()[0].device_kind),
+        "platform": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0],  # other work on a shared machine skews timings
+        "machine": platform.machine(),
+        "jax": jax.__version__,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

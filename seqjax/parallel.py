@@ -1,0 +1,262 @@
+"""Many devices, many hosts: a mesh over the runs (seeds) and the batch (data parallel).
+
+One program trains ``[runs]`` independent runs (the seeds, times the grid of a sweep) with
+``jax.vmap``. Here that program is compiled once for a device ``Mesh`` with two axes:
+
+* ``"seeds"`` (`SEEDS`): the leading run axis of every state leaf, metric and key is split
+  over it (each device trains its share of the runs, vmapped);
+* ``"data"`` (`DATA`): every batch is split over it along its batch axis, the parameters and
+  optimiser state are replicated, and XLA sums the gradients across it (data parallelism).
+
+It is ``jax.jit`` with ``NamedSharding``s (GSPMD): the train step is the single-device one;
+the only additions are a sharding constraint on each sampled batch (`shard_batch_fn`), a
+``spmd_axis_name`` on the vmap over runs, and the shardings of the jitted ``init``/``run``
+(`shard_trainer`). With one device, nothing changes. The config key is
+``parallel: {data: N | "auto", seeds: N | "auto"}``.
+
+Several hosts: call `initialize` (``jax.distributed.initialize``) first in every process;
+then ``jax.devices()`` lists the devices of all processes and the mesh spans them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from seqjax.config import ParallelConfig
+from seqjax.train import Trainer, TrainState
+
+__all__ = [
+    "DATA",
+    "SEEDS",
+    "agree_on_path",
+    "initialize",
+    "is_main_process",
+    "make_mesh",
+    "mesh_from_config",
+    "put_runs",
+    "replicated",
+    "shard_batch_fn",
+    "shard_trainer",
+]
+
+SEEDS = "seeds"
+DATA = "data"
+
+ENV = {
+    "coordinator": "SEQJAX_COORDINATOR",
+    "num_processes": "SEQJAX_NUM_PROCESSES",
+    "process_id": "SEQJAX_PROCESS_ID",
+}
+"""Environment variables read by `initialize` when its arguments are not given."""
+
+
+def make_mesh(
+    data: int | str = 1, seeds: int | str = 1, *, devices: list[Any] | None = None
+) -> Mesh:
+    """A ``Mesh`` of shape ``[seeds, data]`` over the first ``seeds * data`` devices.
+
+    Args:
+      data: devices along the batch (`DATA`), or ``"auto"``: ``len(devices) // seeds``.
+      seeds: devices along the runs (`SEEDS`), or ``"auto"``: ``len(devices) // data``.
+      devices: default ``jax.devices()`` (all processes' devices).
+
+    Raises:
+      ValueError: when both are ``"auto"``, a count is not positive, or more devices are asked
+        for than exist.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    if data == "auto" and seeds == "auto":
+        raise ValueError("make_mesh: data and seeds cannot both be 'auto'; fix one to a number")
+    for name, value in (("data", data), ("seeds", seeds)):
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"make_mesh: {name} must be a positive int or 'auto', got {value!r}")
+    if data == "auto":
+        data = max(len(devices) // seeds, 1)
+    if seeds == "auto":
+        seeds = max(len(devices) // data, 1)
+    if seeds * data > len(devices):
+        raise ValueError(
+            f"make_mesh: seeds={seeds} x data={data} needs {seeds * data} devices, but "
+            f"{len(devices)} exist ({devices[0].platform}); lower parallel.data / parallel.seeds "
+            f"or use 'auto'"
+        )
+    grid = np.asarray(devices[: seeds * data], dtype=object).reshape(seeds, data)
+    return Mesh(grid, (SEEDS, DATA))
+
+
+def mesh_from_config(
+    cfg: ParallelConfig, *, batch_size: int, num_runs: int | None = None
+) -> Mesh | None:
+    """The mesh of the ``parallel`` section, or None when it asks for a single device.
+
+    Args:
+      cfg: the ``parallel`` section.
+      num_runs: the length of the run axis (seeds times grid cells): a multiple of the
+        ``seeds`` devices; None: not checked here.
+      batch_size: ``train.batch_size``: a multiple of the ``data`` devices.
+
+    Raises:
+      ValueError: naming ``parallel.seeds`` / ``parallel.data`` when it does not divide.
+    """
+    mesh = make_mesh(cfg.data, cfg.seeds)
+    seeds, data = mesh.shape[SEEDS], mesh.shape[DATA]
+    if seeds * data == 1:
+        return None
+    if num_runs is not None and num_runs % seeds:
+        raise ValueError(
+            f"parallel.seeds={seeds} devices must divide the {num_runs} runs (seeds x sweep "
+            f"grid); use a divisor of {num_runs}"
+        )
+    if batch_size % data:
+        raise ValueError(
+            f"parallel.data={data} devices must divide train.batch_size={batch_size}; use a "
+            f"batch size that is a multiple of {data}"
+        )
+    return mesh
+
+
+def shard_batch_fn(sample_batch: Callable[[jax.Array], Any], mesh: Mesh | None) -> Callable:
+    """``sample_batch`` whose batch (every leaf, axis 0) is split over the `DATA` axis.
+
+    Identity when ``mesh`` is None. Under ``jax.vmap(..., spmd_axis_name=SEEDS)`` the run
+    axis goes to `SEEDS` as well.
+    """
+    if mesh is None:
+        return sample_batch
+    sharding = NamedSharding(mesh, P(DATA))
+
+    def sample(key: jax.Array) -> Any:
+        batch = sample_batch(key)
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+
+    return sample
+
+
+def shard_trainer(trainer: Trainer, mesh: Mesh | None) -> Trainer:
+    """A trainer over a leading run axis, compiled for ``mesh``.
+
+    ``init(keys [runs])`` and ``run(state, data_keys, num_steps)`` keep every leaf's run axis
+    on `SEEDS` (replicated over `DATA`). The trainer must come from a vmap with
+    ``spmd_axis_name=SEEDS`` and a sampler from `shard_batch_fn` (``Experiment`` does both).
+    Identity when ``mesh`` is None.
+    """
+    if mesh is None:
+        return trainer
+    runs = NamedSharding(mesh, P(SEEDS))
+    everywhere = NamedSharding(mesh, P())
+    # The per-run counters and the metrics are small and read by the host loop every chunk:
+    # they come back replicated, so every process can read them (several hosts).
+    state = TrainState(
+        params=runs,
+        opt_state=runs,
+        step=everywhere,
+        key=runs,
+        bad_steps=everywhere,
+        num_skipped=everywhere,
+        carry=runs,
+    )
+    return trainer._replace(
+        init=jax.jit(trainer.init, in_shardings=runs, out_shardings=(state, runs)),
+        run=jax.jit(
+            trainer.run,
+            static_argnums=2,
+            in_shardings=(state, runs),
+            out_shardings=(state, everywhere),
+        ),
+    )
+
+
+def replicated(fn: Callable, mesh: Mesh | None) -> Callable:
+    """``fn`` jitted with every output replicated on ``mesh`` (readable by every process),
+    e.g. the evaluation of sharded parameters; plain ``jax.jit`` when ``mesh`` is None."""
+    if mesh is None:
+        return jax.jit(fn)
+    return jax.jit(fn, out_shardings=NamedSharding(mesh, P()))
+
+
+def put_runs(keys: jax.Array, mesh: Mesh | None) -> jax.Array:
+    """The run keys ``[runs]`` as one global array split over `SEEDS` (every process passes
+    the same keys); unchanged when ``mesh`` is None."""
+    if mesh is None:
+        return keys
+    sharding = NamedSharding(mesh, P(SEEDS))
+    data = jax.random.key_data(keys)
+    impl = jax.random.key_impl(keys)
+    host = np.asarray(data)
+    global_data = jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.random.wrap_key_data(global_data, impl=impl)
+
+
+def agree_on_path(path: str | os.PathLike | None) -> Path:
+    """Process 0's ``path``, in every process (other processes pass None). One process: the
+    path itself."""
+    if jax.process_count() == 1:
+        return Path(path)
+    from jax.experimental import multihost_utils
+
+    size = 4096
+    code = np.zeros(size, np.uint8)
+    if jax.process_index() == 0:
+        raw = os.fsencode(os.fspath(path))
+        if len(raw) >= size:
+            raise ValueError(f"agree_on_path: path longer than {size - 1} bytes: {path}")
+        code[: len(raw)] = np.frombuffer(raw, np.uint8)
+    code = np.asarray(multihost_utils.broadcast_one_to_all(code))
+    return Path(os.fsdecode(code[code > 0].tobytes()))
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Starts JAX's multi-process runtime (``jax.distributed.initialize``) if asked to.
+
+    Arguments not given are read from `ENV` (``SEQJAX_COORDINATOR=host:port``,
+    ``SEQJAX_NUM_PROCESSES``, ``SEQJAX_PROCESS_ID``). On CPU the cross-process collectives
+    use gloo. Call it before anything else touches JAX.
+
+    Returns:
+      True if the runtime was started, False when no coordinator was given (one process).
+
+    Raises:
+      ValueError: when a coordinator is given without the number of processes and the id.
+    """
+    coordinator = coordinator or os.environ.get(ENV["coordinator"])
+    if num_processes is None and os.environ.get(ENV["num_processes"]):
+        num_processes = int(os.environ[ENV["num_processes"]])
+    if process_id is None and os.environ.get(ENV["process_id"]):
+        process_id = int(os.environ[ENV["process_id"]])
+    if coordinator is None:
+        if num_processes not in (None, 1):
+            raise ValueError(
+                f"initialize: num_processes={num_processes} needs a coordinator address "
+                f"(--coordinator host:port or {ENV['coordinator']})"
+            )
+        return False
+    if num_processes is None or process_id is None:
+        raise ValueError(
+            f"initialize: coordinator={coordinator!r} also needs num_processes and process_id "
+            f"(got {num_processes!r}, {process_id!r}); pass --num-processes and --process-id "
+            f"or set {ENV['num_processes']} and {ENV['process_id']}"
+        )
+    if not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"initialize: process_id={process_id} must be in [0, num_processes={num_processes})"
+        )
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+    return True
+
+
+def is_main_process() -> bool:
+    """True in process 0 (the one that writes run folders); always True with one process."""
+    return jax.process_index() == 0

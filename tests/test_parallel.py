@@ -1,0 +1,202 @@
+"""Devices and hosts: sharded training equals single-device training.
+
+Several CPU devices need ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` before JAX
+starts, so these tests run their training in a subprocess (bounded by a timeout) and the rest
+of the suite keeps one device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from seqjax.config import ParallelConfig, config_from_data
+from seqjax.parallel import SEEDS, make_mesh, mesh_from_config
+
+TIMEOUT = 240
+
+COMMON = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    from seqjax.config import config_from_data
+    from seqjax.experiment import Experiment
+    from seqjax.train import fit
+
+    BASE = {"seeds": [0, 1, 2, 3], "task": {"name": "adding", "length": 6},
+            "model": {"hidden_size": 3}, "train": {"steps": 3, "batch_size": 4, "chunk_size": 3},
+            "log": {"plots": False, "progress": False, "eval_batch_size": 2, "eval_batches": 1}}
+
+    def train(parallel, **changes):
+        exp = Experiment(config_from_data({**BASE, **changes, "parallel": parallel}))
+        trainer = exp.vmapped_trainer()
+        with jax.numpy_dtype_promotion("standard"):
+            result = fit(trainer, exp.seed_keys(), 3, chunk_size=3)
+        return exp, result
+
+    def leaves(tree):
+        return [np.asarray(x).tolist() for x in jax.tree.leaves(tree)]
+    """
+)
+
+
+def _python(script: str, env: dict[str, str] | None = None, timeout: int = TIMEOUT) -> dict:
+    """Runs ``script`` in a fresh interpreter; it prints one JSON line last."""
+    proc = subprocess.run(
+        [sys.executable, "-c", COMMON + textwrap.dedent(script)],
+        env={**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+FOUR = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    """Single-device, data-parallel and seed-sharded runs of the same config, 4 CPU devices."""
+    return _python(
+        """
+        out = {"devices": jax.device_count()}
+        for name, parallel in [("single", {}), ("data", {"data": 4}), ("seeds", {"seeds": 4})]:
+            exp, result = train(parallel)
+            step = result.state.step
+            out[name] = {
+                "params": leaves(result.state.params),
+                "loss": np.asarray(result.metrics["loss"]).tolist(),
+                "mesh": None if exp.mesh is None else dict(exp.mesh.shape),
+                "step_devices": len(step.sharding.device_set),
+                "params_spec": str(jax.tree.leaves(result.state.params)[0].sharding.spec)
+                if exp.mesh is not None else None,
+            }
+        print(json.dumps(out))
+        """,
+        FOUR,
+    )
+
+
+def _assert_close_trees(a, b, rtol=1e-5, atol=1e-6):
+    import numpy as np
+
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def test_data_parallel_equals_single_device(four_devices):
+    assert four_devices["devices"] == 4
+    data = four_devices["data"]
+    assert data["mesh"] == {"seeds": 1, "data": 4}
+    assert data["step_devices"] == 4
+    _assert_close_trees(data["params"], four_devices["single"]["params"])
+    _assert_close_trees([data["loss"]], [four_devices["single"]["loss"]])
+
+
+def test_seeds_sharded_over_devices_equal_seeds_vmapped(four_devices):
+    seeds = four_devices["seeds"]
+    assert seeds["mesh"] == {"seeds": 4, "data": 1}
+    assert seeds["params_spec"] == str(P(SEEDS))
+    _assert_close_trees(seeds["params"], four_devices["single"]["params"])
+    _assert_close_trees([seeds["loss"]], [four_devices["single"]["loss"]])
+
+
+def test_mesh_shapes_and_errors():
+    devices = jax.devices() * 6  # only the arithmetic of the shapes is checked here
+    assert dict(make_mesh("auto", 2, devices=devices).shape) == {"seeds": 2, "data": 3}
+    assert dict(make_mesh(2, "auto", devices=devices).shape) == {"seeds": 3, "data": 2}
+    with pytest.raises(ValueError, match="needs 8 devices, but 6 exist"):
+        make_mesh(4, 2, devices=devices)
+    with pytest.raises(ValueError, match="both be 'auto'"):
+        make_mesh("auto", "auto")
+    with pytest.raises(ValueError, match="data must be a positive int"):
+        make_mesh(0)
+    assert mesh_from_config(ParallelConfig(data="auto"), batch_size=3) is None  # one device
+    with pytest.raises(ValueError, match="parallel"):
+        config_from_data({"parallel": {"data": "auto", "seeds": "auto"}})
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+MULTI_HOST = """\
+seeds: [0, 1]
+task: {name: adding, length: 6}
+model: {hidden_size: 3}
+train: {steps: 4, batch_size: 4, chunk_size: 2, checkpoint: {every: 2, keep: 2}}
+log: {plots: false, progress: false, eval_batch_size: 2, eval_batches: 1}
+parallel: {data: 2}
+"""
+
+
+def test_two_processes_on_localhost_match_one_process(tmp_path):
+    from seqjax.config import load_config
+    from seqjax.experiment import run_experiment
+    from seqjax.runs import read_metrics
+
+    config = tmp_path / "config.yaml"
+    config.write_text(MULTI_HOST)
+    out = tmp_path / "hosts"
+    address = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "seqjax.cli",
+                "train",
+                str(config),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--coordinator",
+                address,
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ],
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        results = [p.communicate(timeout=TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "results:" in results[0][0] and "results:" not in results[1][0]  # process 0 writes
+    (run_dir,) = out.iterdir()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2", "4"]
+
+    with jax.numpy_dtype_promotion("standard"):
+        one = run_experiment(
+            load_config(config, ["parallel.data=1"]), tmp_path / "one", progress=False
+        )
+    hosts, single = read_metrics(run_dir), read_metrics(one)
+    assert [r["step"] for r in hosts] == [r["step"] for r in single] == [2, 4, 4]
+    for a, b in zip(hosts, single, strict=True):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,172 @@
+"""Sweeps: a traced grid in one program equals separate runs; shape sweeps make programs."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from seqjax import cli
+from seqjax.config import ConfigError, config_from_data
+from seqjax.experiment import Experiment
+from seqjax.sweep import grid_cells, program_configs
+from seqjax.train import fit
+
+BASE = {
+    "name": "tiny",
+    "seeds": [0, 1],
+    "task": {"name": "adding", "length": 6},
+    "model": {"cell": "lstm", "hidden_size": 3},
+    "train": {"steps": 3, "batch_size": 2, "chunk_size": 3},
+    "log": {"plots": False, "progress": False, "eval_batch_size": 2, "eval_batches": 1},
+}
+
+
+@pytest.fixture(autouse=True)
+def standard_promotion():
+    # Optax's Adam mixes int32 step counts with floats (see tests/test_experiment.py).
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def _config(**sections):
+    data = {**BASE}
+    for name, value in sections.items():
+        data[name] = {**data[name], **value} if isinstance(data.get(name), dict) else value
+    return config_from_data(data)
+
+
+def _train(cfg):
+    exp = Experiment(cfg)
+    result = fit(exp.vmapped_trainer(), exp.seed_keys(), cfg.train.steps, chunk_size=3)
+    return result.state.params, result.metrics
+
+
+def _separate(grid_cfg, cells):
+    """Each grid cell trained as its own run, with its values written into the config."""
+    runs = []
+    for cell in cells:
+        data = _plain(grid_cfg)
+        data["sweep"] = {}
+        for key, value in cell.items():
+            *path, leaf = key.split(".")
+            node = data
+            for part in path:
+                node = node[part]
+            node[leaf] = value
+        runs.append(_train(config_from_data(data)))
+    return runs
+
+
+def _plain(cfg):
+    from seqjax.config import dump_config, parse_yaml
+
+    return parse_yaml(dump_config(cfg))
+
+
+def _stacked(runs):
+    """Separate runs' leaves stacked grid-major, as the sweep lays them out."""
+    return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *runs)
+
+
+def test_learning_rate_grid_equals_separate_runs():
+    cfg = _config(sweep={"optimizer.learning_rate": [1e-2, 3e-1]})
+    cells = grid_cells(cfg)
+    assert cells == [{"optimizer.learning_rate": 1e-2}, {"optimizer.learning_rate": 3e-1}]
+    params, metrics = _train(cfg)
+    assert metrics["loss"].shape == (4, 3)  # [grid * seeds, steps]
+    ref_params, ref_metrics = _stacked(_separate(cfg, cells))
+    np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
+    )
+    # and the learning rate did change the run
+    assert not np.allclose(metrics["loss"][:2, -1], metrics["loss"][2:, -1])
+
+
+def test_weight_decay_and_clipping_grid_equals_separate_runs():
+    cfg = _config(
+        seeds=[0],
+        optimizer={
+            "name": "momentum",
+            "learning_rate": 0.1,
+            "clip": {"method": "global_norm", "threshold": 1.0},
+        },
+        sweep={"optimizer.weight_decay": [0.5], "optimizer.clip.threshold": [0.05]},
+    )
+    cells = grid_cells(cfg)
+    assert cells == [{"optimizer.weight_decay": 0.5, "optimizer.clip.threshold": 0.05}]
+    params, metrics = _train(cfg)
+    ref_params, ref_metrics = _stacked(_separate(cfg, cells))
+    np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["grad_norm_clipped"], 0.05, rtol=1e-4)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
+    )
+
+
+@pytest.mark.parametrize(
+    ("cell", "key", "values"),
+    [("lstm", "model.forget_bias", [0.0, 2.5]), ("rnn", "model.recurrent_scale", [0.5, 1.5])],
+)
+def test_initialisation_grid_equals_separate_inits(cell, key, values):
+    cfg = _config(seeds=[3], model={"cell": cell}, sweep={key: values})
+    exp = Experiment(cfg)
+    state, _ = exp.vmapped_trainer().init(exp.seed_keys())
+    for g, value in enumerate(values):
+        field = key.split(".")[1]
+        one = Experiment(_config(seeds=[3], model={"cell": cell, field: value}))
+        ref, _ = one.vmapped_trainer().init(one.seed_keys())
+        jax.tree.map(
+            lambda a, b, g=g: np.testing.assert_allclose(np.asarray(a)[g], np.asarray(b)[0]),
+            state.params,
+            ref.params,
+        )
+
+
+def test_traced_key_without_effect_and_bad_values_are_errors():
+    with pytest.raises(ValueError, match=r"model.forget_bias has no effect.*'lstm'"):
+        Experiment(_config(model={"cell": "gru"}, sweep={"model.forget_bias": [0.0, 1.0]}))
+    with pytest.raises(ConfigError, match="learning_rate"):
+        Experiment(_config(sweep={"optimizer.learning_rate": [0.1, -1.0]}))
+    with pytest.raises(ValueError, match="seqjax sweep"):
+        Experiment(_config(sweep={"model.hidden_size": [2, 3]}))
+    with pytest.raises(ConfigError, match="hidden_size"):
+        program_configs(_config(sweep={"model.hidden_size": [2, 0]}))
+
+
+def test_shape_sweep_writes_one_folder_per_program_and_a_report(tmp_path, capsys):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(json.dumps({**BASE, "seeds": [0]}))
+    sweep = "sweep={model.hidden_size: [2, 3], optimizer.learning_rate: [0.01, 0.1]}"
+    code = cli.main(
+        ["sweep", str(config), "--set", sweep, "--out", str(tmp_path / "out"), "--no-progress"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (root,) = (tmp_path / "out").iterdir()
+    programs = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "plots")
+    assert programs == ["00-hidden_size=2", "01-hidden_size=3"]
+    for name, hidden in zip(programs, [2, 3], strict=True):
+        summary = json.loads((root / name / "summary.json").read_text())
+        assert summary["hidden_size"] == hidden
+        assert len(summary["eval"]["loss"]) == 2  # [grid * seeds]
+        assert summary["sweep"] == grid_cells(
+            _config(sweep={"optimizer.learning_rate": [0.01, 0.1]})
+        )
+    rows = json.loads((root / "sweep.json").read_text())["rows"]
+    assert len(rows) == 4
+    table = (root / "report.md").read_text()
+    assert table.count("| [0") == 4 and "optimizer.learning_rate" in table
+    assert (root / "plots" / "sweep.png").stat().st_size > 0
+    assert "results:" in out
+
+
+def test_train_refuses_a_shape_sweep(tmp_path, capsys):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(json.dumps({**BASE, "sweep": {"model.cell": ["gru", "lstm"]}}))
+    code = cli.main(["train", str(config), "--out", str(tmp_path), "--no-progress"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "seqjax sweep" in err
