@@ -66,7 +66,9 @@ def main() -> None:
         running += float(loss)
         if step % 200 == 0:
             history.append({"step": step, "loss": running / 200})
-            print(f"  step {step:4d}  loss {running / 200:.4f}  ({time.perf_counter() - start:.0f}s)")
+            print(
+                f"  step {step:4d}  loss {running / 200:.4f}  ({time.perf_counter() - start:.0f}s)"
+            )
             running = 0.0
     out = Path(os.environ.get("SEQJAX_RUNS", "runs")) / "demo"
     out.mkdir(parents=True, exist_ok=True)

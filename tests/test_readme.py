@@ -9,7 +9,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_python_example_runs():
-    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)[0]
     namespace: dict = {}
     with jax.numpy_rank_promotion("allow"):
         exec(compile(code, str(README), "exec"), namespace)
