@@ -435,6 +435,8 @@ class ModelConfig:
       dropout: between stacked layers, in training only.
       recurrent_dropout: variational dropout on the recurrent state (Gal & Ghahramani 2016).
       zoneout: zoneout probability on the carry (Krueger et al. 2017).
+      input_dropout: dropout on the model's input sequence, in training only.
+      output_dropout: dropout on the recurrent output before the readout, in training only.
       residual: residual connections between stacked layers of equal size.
       options: keyword arguments of the baseline builder (``kind`` transformer / tcn).
     """
@@ -453,6 +455,8 @@ class ModelConfig:
     dropout: UnitInterval = 0.0
     recurrent_dropout: UnitInterval = 0.0
     zoneout: UnitInterval = 0.0
+    input_dropout: UnitInterval = 0.0
+    output_dropout: UnitInterval = 0.0
     residual: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -115,9 +115,10 @@ def layer_from_config(cfg: ModelConfig) -> Any:
         regular = {}
     else:
         items = cells
-    if len(items) == 1 and cfg.dropout == 0.0 and not any(regular.values()):
+    edges = {"input_dropout": cfg.input_dropout, "output_dropout": cfg.output_dropout}
+    if len(items) == 1 and cfg.dropout == 0.0 and not any({**regular, **edges}.values()):
         return items[0]
-    return stack(items, dropout=cfg.dropout, residual=cfg.residual, **regular)
+    return stack(items, dropout=cfg.dropout, residual=cfg.residual, **regular, **edges)
 
 
 def model_from_config(

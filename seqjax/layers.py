@@ -305,18 +305,20 @@ def stack(
     residual: bool = False,
     recurrent_dropout: float = 0.0,
     zoneout: float = 0.0,
+    input_dropout: float = 0.0,
+    output_dropout: float = 0.0,
 ) -> Layer:
     """A deep RNN: layer ``l`` reads the output sequence of layer ``l - 1``.
 
     What ``apply(params, xs, length=n, key=k)`` computes::
 
-        u = xs
+        u = dropout(k_in, xs, input_dropout)               # only with a key
         for l, cell in enumerate(cells):
             if l > 0:
                 u = dropout(k_l, u, rate)                  # only with a key
             carry[l], y = unroll(cell, params[l], u, carry[l], length=n)  # + recurrent masks
             u = y + u if residual and l > 0 else y
-        return carry, u
+        return carry, dropout(k_out, u, output_dropout)     # only with a key
 
     Args:
       cells: one or more `Cell` (or `Layer`, e.g. `bidirectional`, used as it is) items, bottom
@@ -326,6 +328,10 @@ def stack(
         those layers must keep the size of their input.
       recurrent_dropout: rate of variational recurrent dropout in every `Cell` item.
       zoneout: zoneout probability of every carry unit in every `Cell` item.
+      input_dropout: rate of dropout on the stack's input sequence (fresh mask per step).
+      output_dropout: rate of dropout on the stack's output sequence. A many-to-one readout
+        over a `Cell` on top reads this (dropped) output; over a `Layer` on top (e.g.
+        bidirectional) it reads that layer's carries, which are not dropped.
 
     Returns:
       A `Layer` whose params are a list (one entry per item, bottom first), whose carry is a
@@ -353,6 +359,8 @@ def stack(
     _check_rate(dropout, "dropout", "stack")
     _check_rate(recurrent_dropout, "recurrent_dropout", "stack")
     _check_rate(zoneout, "zoneout", "stack")
+    _check_rate(input_dropout, "input_dropout", "stack")
+    _check_rate(output_dropout, "output_dropout", "stack")
     for i, item in enumerate(items):
         if _is_layer(item) and (recurrent_dropout > 0 or zoneout > 0):
             raise ValueError(
@@ -406,7 +414,8 @@ def stack(
                 f"per layer of {names}), as returned by apply or initial_carry()"
             )
         carries = []
-        u = xs
+        # fold_in, not a wider split, so the per-layer keys do not depend on these options
+        u = _dropout(None if key is None else jax.random.fold_in(key, num), xs, input_dropout)
         for i, (item, k) in enumerate(zip(items, _split(key, num), strict=True)):
             k_in, k_layer = _split(k, 2)
             if i > 0:
@@ -430,7 +439,8 @@ def stack(
                 )
             carries.append(c)
             u = y + u if residual and i > 0 else y
-        return tuple(carries), u
+        k_out = None if key is None else jax.random.fold_in(key, num + 1)
+        return tuple(carries), _dropout(k_out, u, output_dropout)
 
     top = items[-1]
 

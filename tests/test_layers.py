@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import seqjax
 from seqjax import gru, lstm, rnn, unroll
 from seqjax.layers import (
     BidirectionalCarry,
@@ -443,3 +444,27 @@ def test_bad_inputs_raise_clear_errors(key):
         stack([bidirectional(lstm(4))], zoneout=0.1)
     with pytest.raises(TypeError, match="Cell"):
         as_layer("lstm")
+
+
+def test_input_and_output_dropout(key):
+    cells = [seqjax.gru(6), seqjax.gru(6)]
+    xs = jax.random.normal(jax.random.key(3), (40, 5))
+    plain = stack(cells)
+    params = plain.init(key, 5)
+    rate = 0.5
+    layer = stack(cells, input_dropout=rate, output_dropout=rate)
+    k = jax.random.key(7)
+    # No key: evaluation, exactly the plain stack.
+    np.testing.assert_array_equal(layer.apply(params, xs)[1], plain.apply(params, xs)[1])
+    _, hs = layer.apply(params, xs, key=k)
+    # The input mask is drawn from fold_in(key, num_layers), the output mask from + 1.
+    dropped_in = seqjax.layers.dropout(jax.random.fold_in(k, 2), xs, rate)
+    assert 0.3 < float(jnp.mean(dropped_in == 0)) < 0.7
+    _, ref = plain.apply(params, dropped_in)
+    zero = np.asarray(hs) == 0
+    assert 0.35 < zero.mean() < 0.65
+    np.testing.assert_allclose(
+        np.asarray(hs)[~zero], np.asarray(ref)[~zero] / (1 - rate), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="output_dropout"):
+        stack(cells, output_dropout=1.5)
