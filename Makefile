@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(BIN)/python experiments/quickstart.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
