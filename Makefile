@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seqjax-installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench experiments clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python experiments/bench_cells.py
+
+experiments: $(STAMP)
+	$(BIN)/python -m experiments.claims.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

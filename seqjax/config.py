@@ -31,6 +31,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import numpy as np
 import pydantic
 import yaml
 from pydantic import ConfigDict, Field, Strict, ValidationInfo, field_validator
@@ -701,6 +702,8 @@ def _resolve_model(data: Any) -> Any:
     options = {k: v for k, v in options.items() if k != "pattern"}
     resolved = _check_call_options(builder, options, "model.options", f"model {kind!r}", skip=2)
     resolved.pop("pattern", None)
+    if "dtype" in resolved:  # a dtype by name, so the resolved config is plain YAML
+        resolved["dtype"] = np.dtype(resolved["dtype"]).name
     return {**data, "options": resolved}
 
 

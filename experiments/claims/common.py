@@ -1,0 +1,200 @@
+"""Shared helpers of the claim experiments: configs, training, tables, figures, CLI.
+
+Every experiment script builds its configs from the YAML files in ``configs/`` with
+overrides (`config`), trains them with `seqjax.experiment.run_experiment` (all seeds vmapped in
+one program, `train`), and writes a Markdown + JSON table and a PNG figure under its out
+folder (`write_result`). Each script's ``main(argv)`` takes ``--tiny`` (a seconds-long smoke
+run) and ``--out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqjax.config import ExperimentConfig, config_from_data, dump_config, parse_yaml
+from seqjax.experiment import run_experiment
+from seqjax.runs import read_metrics, read_summary, series, write_json_atomic, write_text_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+DEFAULT_OUT = ROOT / "experiments" / "results" / "claims"
+SEEDS = [0, 1, 2]
+
+
+def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """``--tiny`` (smoke-test size) and ``--out DIR``.
+
+    ``--out`` defaults to ``experiments/results/claims``, or to a fresh temporary folder with
+    ``--tiny`` (so a smoke run never overwrites real results).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
+    parser.add_argument("--out", default=None, help="folder for tables and figures")
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = tempfile.mkdtemp(prefix="claims-tiny-") if args.tiny else str(DEFAULT_OUT)
+    return args
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def config(yaml_path: str, *, tiny: bool = False, **sections: Any) -> ExperimentConfig:
+    """The config of ``configs/<yaml_path>`` with nested overrides, quiet (no bar, no plots).
+
+    Args:
+      yaml_path: relative to ``configs/``, e.g. ``"adding/lstm.yaml"``.
+      **sections: nested dicts merged into the YAML data, e.g. ``task={"length": 50}``;
+        a key whose value is None is removed (e.g. ``model={"chrono": None}`` would be kept as
+        None, so use it only for optional keys).
+      tiny: evaluate on one small batch (the smoke-test size).
+
+    Raises:
+      FileNotFoundError: naming the missing YAML file.
+    """
+    path = CONFIGS / yaml_path
+    if not path.is_file():
+        raise FileNotFoundError(f"config: {path} does not exist (yaml_path={yaml_path!r})")
+    data = parse_yaml(path.read_text(), str(path))
+    data = _merge(data, {"log": {"progress": False, "plots": False}})
+    data = _merge(data, sections)
+    if tiny:
+        data = _merge(data, {"log": {"eval_batch_size": 8, "eval_batches": 1}})
+    return config_from_data(data, f"config {yaml_path}")
+
+
+def train(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Trains ``cfg`` in a throwaway run folder; returns what the tables and figures need.
+
+    Returns:
+      ``{"summary": summary.json, "steps": [N], "loss": [N, S], "grad_norm": [N, S],
+      "eval_loss": [S], "eval_accuracy": [S] or None, "wall_s": float, "config": YAML,
+      "diagnostics": the run's ``diagnostics.npz`` arrays when ``cfg.diagnostics`` is set, else
+      None}``.
+    """
+    with tempfile.TemporaryDirectory(prefix="seqjax-claims-") as tmp:
+        start = time.perf_counter()
+        run_dir = run_experiment(cfg, tmp, progress=False)
+        wall = time.perf_counter() - start
+        summary = read_summary(run_dir)
+        records = read_metrics(run_dir)
+        diagnostics = None
+        if cfg.diagnostics is not None:
+            from seqjax.diagnostics.record import read_diagnostics
+
+            diagnostics = read_diagnostics(run_dir)
+    steps, loss = series(records, "loss")
+    _, grad_norm = series(records, "grad_norm")
+    final = summary["eval"]
+    acc = final.get("accuracy")
+    return {
+        "summary": summary,
+        "steps": steps,
+        "loss": loss,
+        "grad_norm": grad_norm,
+        "eval_loss": np.atleast_1d(np.asarray(final["loss"], dtype=np.float64)),
+        "eval_accuracy": None if acc is None else np.atleast_1d(np.asarray(acc, np.float64)),
+        "wall_s": wall,
+        "config": dump_config(cfg),
+        "diagnostics": diagnostics,
+    }
+
+
+def mean_std(values: Any, digits: int = 3) -> str:
+    """``"m ± s"`` over seeds (``"m"`` for one value)."""
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if v.size == 1:
+        return f"{v[0]:.{digits}g}"
+    return f"{v.mean():.{digits}g} ± {v.std():.2g}"
+
+
+def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def figure():
+    """``matplotlib.pyplot`` on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_result(
+    out: str | Path,
+    name: str,
+    *,
+    title: str,
+    claim: str,
+    table: str,
+    data: dict[str, Any],
+    setup: str,
+    seeds: list[int],
+    wall_s: float,
+    verdict: str,
+    notes: str = "",
+    fig=None,
+) -> Path:
+    """Writes ``<out>/<name>.md``, ``<name>.json`` and (if ``fig``) ``<name>.png``.
+
+    The Markdown section is what ``run_all.py`` pastes into ``experiments/RESULTS.md``.
+
+    Returns:
+      The path of the Markdown file.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    png = None
+    if fig is not None:
+        png = out / f"{name}.png"
+        fig.savefig(png, dpi=110, bbox_inches="tight")
+        figure().close(fig)
+    parts = [
+        f"## {title}",
+        "",
+        f"**Claim.** {claim}",
+        "",
+        f"**Setup.** {setup} Seeds {seeds} (vmapped, one program per configuration). "
+        f"Wall time {wall_s:.0f} s on this machine.",
+        "",
+        table,
+        "",
+    ]
+    if png is not None:
+        parts += [f"![{name}](results/claims/{png.name})", ""]
+    parts += [f"**Verdict.** {verdict}", ""]
+    if notes:
+        parts += [notes, ""]
+    md = out / f"{name}.md"
+    write_text_atomic(md, "\n".join(parts))
+    payload = {"name": name, "title": title, "seeds": seeds, "wall_time_s": wall_s, **data}
+    write_json_atomic(out / f"{name}.json", json.loads(json.dumps(payload, default=_plain)))
+    return md
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
