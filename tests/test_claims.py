@@ -54,7 +54,7 @@ def test_results_md_links_figures_relative_to_itself(tiny_results):
 def test_truncation_ratios_use_ln_num_symbols(tiny_results):
     out, _ = tiny_results
     data = json.loads((out / "truncation.json").read_text())
-    assert [r["k"] for r in data["runs"]] == [2, 6, None]
+    assert [r["k"] for r in data["runs"]] == [2, None]
     for run in data["runs"]:
         expected = np.asarray(run["eval_loss"]) / math.log(8)  # delayed recall, 8 symbols
         np.testing.assert_allclose(run["loss_vs_baseline"], expected, rtol=1e-6)

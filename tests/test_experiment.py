@@ -178,6 +178,7 @@ def test_a_run_folder_has_everything(two_runs):
     assert sorted(p.name for p in lstm.iterdir()) == [
         "checkpoints",
         "config.yaml",
+        "diagnostics.npz",  # configs/quickstart.yaml records diagnostics
         "metrics.jsonl",
         "plots",
         "summary.json",

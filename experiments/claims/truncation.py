@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = common.parse_args(argv, __doc__.splitlines()[0])
     if args.tiny:
         lag, length, steps, hidden, batch, seeds = 3, 8, 20, 8, 8, [0, 1]
-        windows, long_len, repeats = [2, 6, None], 16, 2
+        windows, long_len, repeats = [2, None], 16, 2
     else:
         lag, length, steps, hidden, batch, seeds = 10, 50, 1500, 32, 32, common.SEEDS
         windows, long_len, repeats = [5, 10, 15, 20, 25, None], 1000, 10
