@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +19,30 @@ from seqjax.tasks.base import Batch, Task, check_float, check_int, make_sampler
 __all__ = ["mackey_glass", "mackey_glass_series", "sine_forecast"]
 
 _AMPLITUDE_RANGE = (0.5, 1.5)
+
+
+def _horizon_batch(series: jax.Array, length: int, h: int) -> Batch:
+    """One example from ``length + h`` values: inputs ``x_t``, targets ``x_{t+h}``, all valid."""
+    return Batch(
+        series[:length, None],
+        series[h:, None],
+        jnp.ones((length,), jnp.float32),
+        jnp.asarray(length, jnp.int32),
+    )
+
+
+def _forecast_task(where: str, example: Any, baseline: float) -> Task:
+    """A univariate many-to-many MSE forecasting task around a per-example sampler."""
+    return Task(
+        name=where,
+        sample=make_sampler(where, example),
+        input_size=1,
+        output_size=1,
+        pattern="many_to_many",
+        loss="mse",
+        metric="mse",
+        baseline=baseline,
+    )
 
 
 def _mean_cos(omega_min: float, omega_max: float) -> float:
@@ -86,23 +111,9 @@ def sine_forecast(
         angle = 2.0 * math.pi * t[:, None] * freq[None, :] + phase[None, :]
         x = jnp.sum(amp[None, :] * jnp.sin(angle), axis=1)
         x = x + sigma * jax.random.normal(k_eps, (length + h,), jnp.float32)
-        return Batch(
-            x[:length, None],
-            x[h:, None],
-            jnp.ones((length,), jnp.float32),
-            jnp.asarray(length, jnp.int32),
-        )
+        return _horizon_batch(x, length, h)
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
-        input_size=1,
-        output_size=1,
-        pattern="many_to_many",
-        loss="mse",
-        metric="mse",
-        baseline=min(persistence, mean_predictor),
-    )
+    return _forecast_task(where, example, min(persistence, mean_predictor))
 
 
 @functools.lru_cache(maxsize=8)
@@ -242,20 +253,6 @@ def mackey_glass(
     def example(key: jax.Array) -> Batch:
         start = jax.random.randint(key, (), 0, max_start + 1, dtype=jnp.int32)
         window = jax.lax.dynamic_slice(series, (start,), (length + h,))
-        return Batch(
-            window[:length, None],
-            window[h:, None],
-            jnp.ones((length,), jnp.float32),
-            jnp.asarray(length, jnp.int32),
-        )
+        return _horizon_batch(window, length, h)
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
-        input_size=1,
-        output_size=1,
-        pattern="many_to_many",
-        loss="mse",
-        metric="mse",
-        baseline=baseline,
-    )
+    return _forecast_task(where, example, baseline)
