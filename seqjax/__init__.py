@@ -1,6 +1,8 @@
 """seqjax: a JAX functional research framework for recurrent sequence models."""
 
+# `_xla` first: it sets XLA_FLAGS before any submodule can start a JAX backend.
 from seqjax import (
+    _xla,  # noqa: F401
     baselines,
     cells,
     config,
