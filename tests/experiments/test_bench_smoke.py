@@ -2,6 +2,7 @@
 
 import json
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,3 +20,31 @@ def test_bench_cells_quick(tmp_path, monkeypatch):
     impls = {row["impl"] for row in result["rows"]}
     assert {"seqjax", "seqjax-fused", "flax"} <= impls
     assert all(row["ms_per_step"] > 0 for row in result["rows"])
+
+
+def test_bench_seeds_quick(tmp_path, monkeypatch):
+    script = BENCH.parent / "bench_seeds.py"
+    out = tmp_path / "seeds.json"
+    monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(out)])
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        runpy.run_path(str(script), run_name="__main__")
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["seeds"] for row in rows] == [1, 2]
+    assert all(row["vmapped_s"] > 0 and row["sequential_s"] > 0 for row in rows)
+
+
+def test_profile_step_groups_the_ops_of_a_step(tmp_path):
+    # A fresh process: the script sets XLA_FLAGS before JAX starts its backend.
+    out = tmp_path / "profile.json"
+    script = BENCH.parent / "profile_step.py"
+    args = ["--no-torch", "--steps", "2", "--shape", "4,10,3,8", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    seqjax = json.loads(out.read_text())["results"]["seqjax"]
+    groups = seqjax["groups_ms"]
+    # Forward and backward of a 10-step scan run matmuls and stack residuals every step.
+    assert groups["matmul"] > 0 and groups["stacking"] > 0
+    assert seqjax["ops_per_step"]["matmul"] >= 2 * 10
+    assert sum(groups.values()) <= 1.5 * seqjax["step_ms"]
