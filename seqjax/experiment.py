@@ -31,7 +31,7 @@ import yaml
 from seqjax import losses
 from seqjax.cells import get_cell
 from seqjax.config import ExperimentConfig, ModelConfig, TaskConfig, check_bptt_fits, dump_config
-from seqjax.layers import bidirectional, stack
+from seqjax.layers import active_rate, bidirectional, stack
 from seqjax.models import Model, many_to_many, many_to_one, seq2seq
 from seqjax.parallel import (
     SEEDS,
@@ -116,7 +116,8 @@ def layer_from_config(cfg: ModelConfig) -> Any:
     else:
         items = cells
     edges = {"input_dropout": cfg.input_dropout, "output_dropout": cfg.output_dropout}
-    if len(items) == 1 and cfg.dropout == 0.0 and not any({**regular, **edges}.values()):
+    rates = [cfg.dropout, *edges.values(), *regular.values()]
+    if len(items) == 1 and not any(active_rate(r) for r in rates):
         return items[0]
     return stack(items, dropout=cfg.dropout, residual=cfg.residual, **regular, **edges)
 

@@ -105,11 +105,18 @@ def dropout(key: jax.Array | None, x: jax.Array, rate: float) -> jax.Array:
     return _dropout(key, x, rate)
 
 
-def _dropout(key: jax.Array | None, x: jax.Array, rate: float) -> jax.Array:
-    if key is None or rate == 0:
+def _dropout(key: jax.Array | None, x: jax.Array, rate: Any) -> jax.Array:
+    if key is None or not active_rate(rate):
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+    return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros_like(x))
+
+
+def active_rate(rate: Any) -> bool:
+    """Whether a dropout rate needs a mask: a Python number above 0, or any traced rate (a
+    swept rate is a traced scalar, `seqjax.sweep`; its value 0 draws a mask that keeps
+    everything, the same numbers as no dropout)."""
+    return not isinstance(rate, (int, float)) or rate > 0
 
 
 def last_step(hs: jax.Array, length: int | jax.Array | None) -> jax.Array:
@@ -121,9 +128,19 @@ def last_step(hs: jax.Array, length: int | jax.Array | None) -> jax.Array:
     return jnp.take(hs, index, axis=0)
 
 
-def _check_rate(rate: Any, name: str, where: str) -> None:
+def _check_rate(rate: Any, name: str, where: str, *, traced: bool = True) -> None:
+    """A probability in [0, 1): a Python number, or (``traced=True``) a float scalar array,
+    whose range the caller checked (a traced value cannot be compared in Python)."""
+    if traced and isinstance(rate, jax.Array):
+        if rate.shape != () or not jnp.issubdtype(rate.dtype, jnp.floating):
+            raise ValueError(
+                f"{where}: {name} must be a probability in [0, 1) or a float scalar array, got "
+                f"an array of shape {rate.shape} and dtype {rate.dtype}"
+            )
+        return
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"{where}: {name} must be a probability in [0, 1), got {rate!r}")
+        kind = "a probability in [0, 1)" if traced else "a Python probability in [0, 1)"
+        raise ValueError(f"{where}: {name} must be {kind}, got {rate!r}")
 
 
 def _hidden(carry: Carry) -> jax.Array:
@@ -247,7 +264,7 @@ def _unroll_regularised(
     """`seqjax.unroll` of ``cell`` with recurrent dropout and zoneout (see the module docstring)."""
     xs = jnp.asarray(xs)
     k_rec, k_zone = _split(key, 2)
-    if recurrent_dropout > 0 and k_rec is not None:
+    if active_rate(recurrent_dropout) and k_rec is not None:
         h0 = _hidden(cell.initial_carry())
         keep = jax.random.bernoulli(k_rec, 1.0 - recurrent_dropout, h0.shape)
         mask = keep.astype(h0.dtype) / jnp.asarray(1.0 - recurrent_dropout, h0.dtype)
@@ -358,17 +375,17 @@ def stack(
             )
     _check_rate(dropout, "dropout", "stack")
     _check_rate(recurrent_dropout, "recurrent_dropout", "stack")
-    _check_rate(zoneout, "zoneout", "stack")
+    _check_rate(zoneout, "zoneout", "stack", traced=False)
     _check_rate(input_dropout, "input_dropout", "stack")
     _check_rate(output_dropout, "output_dropout", "stack")
     for i, item in enumerate(items):
-        if _is_layer(item) and (recurrent_dropout > 0 or zoneout > 0):
+        if _is_layer(item) and (active_rate(recurrent_dropout) or zoneout > 0):
             raise ValueError(
                 f"stack: recurrent_dropout/zoneout apply to Cell items, but cells[{i}] is the "
                 f"Layer {item.name!r}; give those options to the layer itself, e.g. "
                 f"bidirectional(cell, recurrent_dropout=...)"
             )
-        if _is_cell(item) and (recurrent_dropout > 0 or zoneout > 0):
+        if _is_cell(item) and (active_rate(recurrent_dropout) or zoneout > 0):
             _check_hidden_carry(item, "stack")
     sizes = [item.hidden_size if _is_cell(item) else item.output_size for item in items]
     if residual:
@@ -517,7 +534,7 @@ def bidirectional(
             f"{cell_fw.hidden_size} and cell_bw {cell_bw.hidden_size}; use merge='concat'"
         )
     _check_rate(recurrent_dropout, "recurrent_dropout", "bidirectional")
-    _check_rate(zoneout, "zoneout", "bidirectional")
+    _check_rate(zoneout, "zoneout", "bidirectional", traced=False)
     merge_fn = MERGES[merge]
     if merge == "concat":
         output_size = cell_fw.hidden_size + cell_bw.hidden_size

@@ -11,7 +11,7 @@ A config's ``sweep`` maps dotted config keys to lists of values; the grid is the
   metric is then ``[grid * seeds]``, grid-major: run ``i`` is grid cell ``i // len(seeds)``
   (cells in `grid_cells` order, the product of the ``sweep`` lists in key order) with seed
   ``seeds[i % len(seeds)]``.
-* Any other key (hidden size, layers, cell type, task length, dropout rate, ...) expands into
+* Any other key (hidden size, layers, cell type, task length, zoneout, ...) expands into
   separate programs (`program_configs`), run one after another by `run_sweep`, each with the
   traced part of the sweep vmapped inside.
 
@@ -19,11 +19,14 @@ How a traced value enters the program: the run's builders (`seqjax.experiment.Ex
 are called, inside ``jax.vmap``, on a copy of the config whose swept fields hold the traced
 scalars (`with_values`); the learning rate reaches the Optax schedule, the clipping threshold
 Optax's clipping, the forget-gate bias and the recurrent scale the cell's ``init``, the weight
-decay the optimiser chain (`optimizer_from_hyper`). A swept run therefore computes exactly
-what the run with that value written in its config computes.
+decay the optimiser chain (`optimizer_from_hyper`), the dropout rates the masks of
+`seqjax.layers` (a traced rate always draws its mask, from the same keys as the written-in
+rate; at 0 the mask keeps everything). A swept run therefore computes what the run with that
+value written in its config computes (equal up to float rounding: a traced scalar can change
+how XLA fuses the arithmetic around it).
 
-The dropout rate is not traced: the layers check it is a Python probability and skip the mask
-at 0, so it is swept as separate programs.
+Zoneout is not traced: its rate decides in Python how the carry is mixed, so it is swept as
+separate programs.
 """
 
 from __future__ import annotations
@@ -71,6 +74,10 @@ TRACED: dict[str, str] = {
     "optimizer.weight_decay": "L2 / decoupled weight decay",
     "model.forget_bias": "the LSTM forget-gate bias at initialisation (lstm, chrono off)",
     "model.recurrent_scale": "the factor on the recurrent weights at init (rnn, irnn)",
+    "model.dropout": "dropout between stacked layers (model.num_layers > 1)",
+    "model.input_dropout": "dropout on the model's input sequence",
+    "model.output_dropout": "dropout on the recurrent output before the readout",
+    "model.recurrent_dropout": "variational dropout on the recurrent state",
 }
 """Sweepable keys that change no shape: vmapped with the seeds in one program."""
 
@@ -148,6 +155,8 @@ def _uses(cfg: ExperimentConfig, key: str) -> str | None:
         return "it applies to cell 'lstm' without chrono initialisation"
     if key == "model.recurrent_scale" and model.cell not in ("rnn", "irnn"):
         return "it applies to cells 'rnn' and 'irnn'"
+    if key == "model.dropout" and model.num_layers < 2:
+        return "it applies between stacked layers (model.num_layers > 1)"
     if key == "optimizer.clip.threshold" and cfg.optimizer.clip.method == "none":
         return "optimizer.clip.method is 'none'"
     return None

@@ -126,6 +126,39 @@ def test_initialisation_grid_equals_separate_inits(cell, key, values):
         )
 
 
+def test_dropout_grid_equals_separate_runs():
+    # Every traced dropout rate in one program: 0 (a mask that keeps all) and 0.4.
+    cfg = _config(
+        seeds=[0],
+        model={"num_layers": 2},
+        sweep={
+            "model.dropout": [0.0, 0.4],
+            "model.input_dropout": [0.3],
+            "model.output_dropout": [0.2],
+            "model.recurrent_dropout": [0.25],
+        },
+    )
+    cells = grid_cells(cfg)
+    assert [c["model.dropout"] for c in cells] == [0.0, 0.4]
+    params, metrics = _train(cfg)
+    ref_params, ref_metrics = _stacked(_separate(cfg, cells))
+    np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
+    )
+    # the between-layer rate changed the run
+    assert not np.allclose(metrics["loss"][0], metrics["loss"][1])
+
+
+def test_swept_dropout_without_effect_and_traced_zoneout_are_errors():
+    with pytest.raises(ValueError, match=r"model.dropout has no effect.*num_layers > 1"):
+        Experiment(_config(sweep={"model.dropout": [0.0, 0.5]}))
+    with pytest.raises(ValueError, match="seqjax sweep"):
+        Experiment(_config(sweep={"model.zoneout": [0.0, 0.5]}))
+    with pytest.raises(ConfigError, match="input_dropout"):
+        Experiment(_config(sweep={"model.input_dropout": [0.1, 1.5]}))
+
+
 def test_traced_key_without_effect_and_bad_values_are_errors():
     with pytest.raises(ValueError, match=r"model.forget_bias has no effect.*'lstm'"):
         Experiment(_config(model={"cell": "gru"}, sweep={"model.forget_bias": [0.0, 1.0]}))
