@@ -209,6 +209,29 @@ def test_dropout_function_statistics():
         dropout(jax.random.key(0), x, 1.0)
 
 
+def test_traced_rates_equal_python_rates(key):
+    # A swept rate arrives as a traced scalar (seqjax.sweep): same keys, same masks.
+    x = jax.random.normal(key, (6, 5))
+    k = jax.random.key(4)
+    traced = jax.jit(lambda r: dropout(k, x, r))
+    np.testing.assert_array_equal(traced(jnp.float32(0.0)), x)  # keeps everything
+    np.testing.assert_allclose(traced(jnp.float32(0.4)), dropout(k, x, 0.4), rtol=1e-6)
+    cells = [seqjax.lstm(4), seqjax.lstm(4)]
+    params = stack(cells).init(key, 5)
+
+    def run(rate, recurrent):
+        layer = stack(cells, dropout=rate, recurrent_dropout=recurrent)
+        return layer.apply(params, x, key=k)[1]
+
+    np.testing.assert_allclose(
+        jax.jit(run)(jnp.float32(0.3), jnp.float32(0.2)), run(0.3, 0.2), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="float scalar array"):
+        dropout(k, x, jnp.zeros(2))
+    with pytest.raises(ValueError, match="zoneout must be a Python probability"):
+        stack(cells, zoneout=jnp.float32(0.1))
+
+
 # ------------------------------------------------------------------------------ recurrent dropout
 
 
