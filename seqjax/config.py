@@ -257,13 +257,14 @@ class BPTTConfig:
       truncate: k of ``"truncated"``; required there and not allowed otherwise.
       window: k of ``"streaming"``; required there and not allowed otherwise.
       remat: rematerialise the unroll in the backward pass (``unroll(remat=...)``): False,
-        True (windows of about sqrt(T) steps) or a window size.
+        True (windows of about sqrt(T) steps), a window size, ``"step"`` (every step) or
+        ``"auto"`` (``"step"`` where it measured faster, `seqjax.unroll.auto_remat`).
     """
 
     mode: BPTTMode = "full"
     truncate: PositiveInt | None = Field(default=None, validate_default=True)
     window: PositiveInt | None = Field(default=None, validate_default=True)
-    remat: bool | PositiveInt = False
+    remat: bool | PositiveInt | Literal["step", "auto"] = "auto"
 
     @field_validator("truncate")
     @classmethod

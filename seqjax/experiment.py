@@ -123,7 +123,7 @@ def layer_from_config(cfg: ModelConfig) -> Any:
 
 
 def model_from_config(
-    cfg: ModelConfig, task: Task, *, truncate: int | None = None, remat: bool | int = False
+    cfg: ModelConfig, task: Task, *, truncate: int | None = None, remat: bool | int | str = "auto"
 ) -> Model:
     """The model for ``task``'s pattern and sizes from the ``model`` section."""
     unroll_options: dict[str, Any] = {"truncate": truncate, "remat": remat}

@@ -56,7 +56,7 @@ class Layer(NamedTuple):
     Attributes:
       init: ``init(key, input_size) -> params``.
       apply: ``apply(params, xs, *, length=None, carry=None, key=None, unroll=1,
-        truncate=None, remat=False) -> (carry, hs)`` with ``xs: [T, F]`` and
+        truncate=None, remat="auto") -> (carry, hs)`` with ``xs: [T, F]`` and
         ``hs: [T, output_size]``, zero past ``length``. ``key`` (a PRNG key) turns on the
         layer's dropout; the unroll options are passed to `seqjax.unroll`.
       output_size: the size of each output ``hs[t]``.

@@ -24,6 +24,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from seqjax import cells, unroll
+from seqjax.unroll import AUTO_STEP_REMAT_MAX_HIDDEN, AUTO_STEP_REMAT_MIN_STEPS, auto_remat
 
 H = 4  # hidden size
 F = 3  # input size
@@ -332,6 +333,8 @@ SAME_GRADIENTS = [
     ({"remat": True, "length": 6, "reverse": True}, {"length": 6, "reverse": True}),
     ({"remat": 2, "truncate": 3}, {"truncate": 3}),
     ({"truncate": T + 5}, {}),
+    ({"remat": "step"}, {"remat": False}),
+    ({"remat": "step", "truncate": 3, "length": 6}, {"truncate": 3, "length": 6}),
 ]
 
 
@@ -401,7 +404,25 @@ def test_remat_is_rematerialised(core_case):
         return any(name.startswith(("remat", "checkpoint")) for name in names)
 
     assert has_checkpoint(primitives(remat=3))
-    assert not has_checkpoint(primitives())
+    assert has_checkpoint(primitives(remat="step"))
+    assert not has_checkpoint(primitives())  # "auto" at T=7: nothing to recompute
+    assert not has_checkpoint(primitives(remat=False))
+
+
+def test_auto_remat_follows_the_measured_rule():
+    small, wide = cells.lstm(H), cells.lstm(AUTO_STEP_REMAT_MAX_HIDDEN + 1)
+    n = AUTO_STEP_REMAT_MIN_STEPS
+    on_cpu = jax.default_backend() == "cpu"
+    assert auto_remat(small, n) == ("step" if on_cpu else False)
+    assert auto_remat(small, n - 1) is False
+    assert auto_remat(wide, n) is False
+    assert auto_remat(cells.lstm(H, fast=True), n) is False  # own fast path
+    assert auto_remat(cells.lstm(H, fast=True), n, unroll=2) == ("step" if on_cpu else False)
+
+
+def test_unknown_remat_string(lstm_case):
+    with pytest.raises(ValueError, match=r"remat='steps'; expected .*'step' or 'auto'"):
+        unroll(lstm_case.cell, lstm_case.params, lstm_case.xs, remat="steps")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,6 +510,8 @@ COMPILE_CASES = [
     ("lstm_autodiff", {"remat": 4, "length": 3}, (10, 1002)),
     ("rnn_tanh", {}, (10, 1000)),
     ("gru", {}, (10, 1000)),
+    ("lstm", {"remat": "step", "length": 4}, (10, 1000)),
+    ("gru", {"remat": "auto"}, (1000, 3000)),  # "step" at both lengths on the CPU
 ]
 
 
@@ -496,6 +519,8 @@ COMPILE_CASES = [
 def test_program_size_does_not_grow_with_length(case_id, options, lengths):
     cell = FACTORIES[case_id]()
     params = cell.init(jax.random.key(0), F)
+    # The default remat="auto" switches to "step" from 1000 steps on the CPU: hold it fixed.
+    options = {"remat": False, **options}
 
     def loss(p, xs):
         return per_step_loss(*unroll(cell, p, xs, **options))

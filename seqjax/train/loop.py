@@ -63,7 +63,7 @@ class BPTTOptions(NamedTuple):
     function (``unroll(..., truncate=, remat=)``), ``window`` to `make_trainer`."""
 
     truncate: int | None
-    remat: bool | int
+    remat: bool | int | str
     window: int | None
 
 

@@ -48,3 +48,14 @@ def test_profile_step_groups_the_ops_of_a_step(tmp_path):
     assert groups["matmul"] > 0 and groups["stacking"] > 0
     assert seqjax["ops_per_step"]["matmul"] >= 2 * 10
     assert sum(groups.values()) <= 1.5 * seqjax["step_ms"]
+
+
+def test_bench_remat_quick(tmp_path, monkeypatch):
+    script = BENCH.parent / "bench_remat.py"
+    out = tmp_path / "remat.json"
+    monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(out)])
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
+        runpy.run_path(str(script), run_name="__main__")
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["cell"] for row in rows] == ["lstm", "rnn"]
+    assert all(row["keep_ms"] > 0 and row["step_remat_ms"] > 0 for row in rows)
