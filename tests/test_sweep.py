@@ -141,10 +141,13 @@ def test_dropout_grid_equals_separate_runs():
     cells = grid_cells(cfg)
     assert [c["model.dropout"] for c in cells] == [0.0, 0.4]
     params, metrics = _train(cfg)
-    ref_params, ref_metrics = _stacked(_separate(cfg, cells))
-    np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5, atol=1e-6)
+    # One separate run (a compilation each): the cell with every rate non-zero.
+    ref_params, ref_metrics = _stacked(_separate(cfg, cells[1:]))
+    np.testing.assert_allclose(metrics["loss"][1:], ref_metrics["loss"], rtol=1e-5, atol=1e-6)
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
+        lambda a, b: np.testing.assert_allclose(a[1:], b, rtol=1e-5, atol=1e-6),
+        params,
+        ref_params,
     )
     # the between-layer rate changed the run
     assert not np.allclose(metrics["loss"][0], metrics["loss"][1])
