@@ -9,7 +9,9 @@ T=100, the adding task, Adam). Each timing is a whole run, ``train(key)`` of
 over n keys against ``jax.jit(train)`` called for each key in turn. Compilation is excluded
 from both (each program runs once before it is timed); the best of ``--repeats`` is kept. The
 machine may be shared and noisy, so compare the speed-ups of one invocation, not absolute
-numbers across invocations. Writes ``experiments/results/bench_seeds.json``.
+numbers across invocations. The GFLOP/s columns count the matmul work of the updates
+(forward and backward products of the LSTM), to compare with what one small product reaches
+on the machine. Writes ``experiments/results/bench_seeds.json``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ def main() -> None:
             "train": {"steps": steps, "batch_size": batch, "chunk_size": steps},
         }
     )
-    train = make_train(Experiment(cfg).trainer, steps)
+    exp = Experiment(cfg)
+    train = make_train(exp.trainer, steps)
+    # Matmul FLOPs of one update: forward 2 B T (F + H) 4H, backward twice that.
+    features = exp.task.input_size
+    flops_per_update = 3 * 2 * batch * length * (features + hidden) * 4 * hidden
     one = jax.jit(train)
     many = jax.jit(jax.vmap(train))
     key = jax.random.key(0)
@@ -69,7 +75,7 @@ def main() -> None:
     print(f"LSTM H={hidden}, B={batch}, T={length}, {steps} steps per run, {jax.devices()[0]}")
     print(
         f"{'seeds':>5} {'vmapped s':>10} {'sequential s':>13} {'runs/s vmap':>12} "
-        f"{'runs/s seq':>11} {'speed-up':>9}"
+        f"{'runs/s seq':>11} {'speed-up':>9} {'GFLOP/s vmap':>13} {'GFLOP/s seq':>12}"
     )
     for n in seeds:
         keys = jax.random.split(key, n)
@@ -85,11 +91,14 @@ def main() -> None:
             "vmapped_steps_per_s": n * steps / t_vmap,
             "sequential_steps_per_s": n * steps / t_seq,
             "speedup": t_seq / t_vmap,
+            "vmapped_gflops": n * steps * flops_per_update / t_vmap / 1e9,
+            "sequential_gflops": n * steps * flops_per_update / t_seq / 1e9,
         }
         rows.append(row)
         print(
             f"{n:>5} {t_vmap:>10.3f} {t_seq:>13.3f} {n / t_vmap:>12.2f} {n / t_seq:>11.2f} "
-            f"{row['speedup']:>8.2f}x"
+            f"{row['speedup']:>8.2f}x {row['vmapped_gflops']:>13.1f} "
+            f"{row['sequential_gflops']:>12.1f}"
         )
 
     result = {
