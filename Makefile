@@ -26,6 +26,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python experiments/bench_cells.py
+	$(BIN)/python experiments/bench_remat.py
+	$(BIN)/python experiments/bench_seeds.py
+	$(BIN)/python experiments/profile_step.py
 
 experiments: $(STAMP)
 	$(BIN)/python -m experiments.claims.run_all
