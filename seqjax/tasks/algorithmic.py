@@ -17,9 +17,9 @@ from seqjax.tasks.base import (
     check_int,
     draw_length,
     length_range,
-    make_sampler,
     one_hot,
     steps,
+    symbol_task,
 )
 
 __all__ = ["FLIP_FLOP_TOKENS", "flip_flop", "future_tagging", "parity"]
@@ -72,14 +72,12 @@ def parity(
             return Batch(inputs, targets, valid.astype(jnp.float32), n)
         return Batch(inputs, jnp.sum(bits) % 2, jnp.ones((), jnp.float32), n)
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=2,
         output_size=2,
         pattern="many_to_many" if running else "many_to_one",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(2.0) * ((mean_len - 1.0) / mean_len if running else 1.0),
     )
 
@@ -139,14 +137,12 @@ def flip_flop(length: int = 512, p_ignore: float = 0.8) -> Task:
         mask = (tokens[:-1] == r).astype(jnp.float32)
         return Batch(one_hot(tokens[:-1], 5), tokens[1:], mask, jnp.asarray(length - 1, jnp.int32))
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=5,
         output_size=5,
         pattern="many_to_many",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(2.0),
     )
 
@@ -196,13 +192,11 @@ def future_tagging(
         targets = jnp.where(labelled, (ids + jnp.roll(ids, -k)) % num_symbols, 0)
         return Batch(one_hot(ids, num_symbols, valid), targets, labelled.astype(jnp.float32), n)
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=num_symbols,
         output_size=num_symbols,
         pattern="many_to_many",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(num_symbols),
     )

@@ -218,3 +218,26 @@ def make_sampler(
     sample.__name__ = f"{where}_sample"
     sample.__doc__ = f"``sample(key, batch_size) -> Batch`` for the {where} task."
     return sample
+
+
+def symbol_task(
+    where: str,
+    example: Callable[[jax.Array], Any],
+    *,
+    input_size: int,
+    output_size: int,
+    pattern: str,
+    baseline: float,
+) -> Task:
+    """A task that predicts symbols (cross-entropy loss, accuracy metric), named ``where`` and
+    sampled by batching the one-example sampler ``example`` (`make_sampler`)."""
+    return Task(
+        name=where,
+        sample=make_sampler(where, example),
+        input_size=input_size,
+        output_size=output_size,
+        pattern=pattern,
+        loss="cross_entropy",
+        metric="accuracy",
+        baseline=baseline,
+    )

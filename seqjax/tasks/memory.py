@@ -21,6 +21,7 @@ from seqjax.tasks.base import (
     make_sampler,
     one_hot,
     steps,
+    symbol_task,
 )
 
 __all__ = [
@@ -131,14 +132,12 @@ def copy_memory(delay: int = 100, num_symbols: int = 8, copy_length: int = 10) -
             jnp.asarray(total, jnp.int32),
         )
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=vocab,
         output_size=vocab,
         pattern="many_to_many",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=k * math.log(num_symbols) / total,
     )
 
@@ -209,14 +208,12 @@ def temporal_order(length: int = 100, num_classes: int = 4) -> Task:
             one_hot(ids, 8), label, jnp.ones((), jnp.float32), jnp.asarray(length, jnp.int32)
         )
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=8,
         output_size=num_classes,
         pattern="many_to_one",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(num_classes),
     )
 
@@ -253,14 +250,12 @@ def delayed_recall(length: int = 100, lag: int = 10, num_symbols: int = 8) -> Ta
         mask = (t >= lag).astype(jnp.float32)
         return Batch(one_hot(ids, num_symbols), targets, mask, jnp.asarray(length, jnp.int32))
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=num_symbols,
         output_size=num_symbols,
         pattern="many_to_many",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(num_symbols),
     )
 
@@ -304,14 +299,12 @@ def selective_copy(length: int = 100, copy_length: int = 10, num_symbols: int = 
         mask = (steps(total) >= length).astype(jnp.float32)
         return Batch(one_hot(ids, vocab), targets, mask, jnp.asarray(total, jnp.int32))
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=vocab,
         output_size=vocab,
         pattern="many_to_many",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(num_symbols),
     )
 
@@ -360,13 +353,11 @@ def associative_recall(num_pairs: int = 8, num_keys: int = 26, num_values: int =
             jnp.asarray(total, jnp.int32),
         )
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=vocab,
         output_size=num_values,
         pattern="many_to_one",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(num_values),
     )

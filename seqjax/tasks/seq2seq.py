@@ -25,9 +25,9 @@ from seqjax.tasks.base import (
     check_int,
     draw_length,
     length_range,
-    make_sampler,
     one_hot,
     steps,
+    symbol_task,
 )
 
 __all__ = ["BOS", "EOS", "PAD", "decoder_inputs", "reverse", "sort"]
@@ -76,14 +76,12 @@ def _seq2seq_task(
         return Batch(one_hot(ids, vocab, valid), targets, mask, n)
 
     mean_len = (min_len + max_len) / 2.0
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=vocab,
         output_size=vocab,
         pattern="seq2seq",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=math.log(num_symbols) * mean_len / (mean_len + 1.0),
     )
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.tasks.base import Batch, Task, check_int, make_sampler
+from seqjax.tasks.base import Batch, Task, check_int, symbol_task
 
 __all__ = ["CharCorpus", "char_lm", "decode", "encode", "load_corpus", "stream_batch"]
 
@@ -143,14 +143,12 @@ def char_lm(length: int = 100, split: str = "train") -> Task:
             jnp.asarray(length, jnp.int32),
         )
 
-    return Task(
-        name=where,
-        sample=make_sampler(where, example),
+    return symbol_task(
+        where,
+        example,
         input_size=vocab_size,
         output_size=vocab_size,
         pattern="many_to_many",
-        loss="cross_entropy",
-        metric="accuracy",
         baseline=unigram_entropy(corpus.ids, vocab_size),
     )
 
