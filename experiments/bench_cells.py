@@ -76,6 +76,21 @@ def _final_h(carry: Any) -> jax.Array:
     return carry.h if isinstance(carry, seqjax.LSTMCarry) else carry
 
 
+def _adam_step(loss_fn: Callable, params: Any) -> tuple[Callable, Any]:
+    """The jitted train step ``(state, xs, ys) -> (state, loss)`` of ``loss_fn(params, xs, ys)``
+    with Adam, and its initial state ``(params, opt_state)``: the same update for every impl."""
+    opt = optax.adam(LR)
+
+    @jax.jit
+    def step(state, xs, ys):
+        p, o = state
+        loss, grads = jax.value_and_grad(loss_fn)(p, xs, ys)
+        updates, o = opt.update(grads, o, p)
+        return (optax.apply_updates(p, updates), o), loss
+
+    return step, (params, opt.init(params))
+
+
 def seqjax_step(
     kind: str, H: int, F: int, *, fast: bool | None = None, remat: bool | str = "auto"
 ) -> tuple[Callable, Any]:
@@ -87,7 +102,6 @@ def seqjax_step(
         "w_o": jax.random.normal(k_out, (H, 1), jnp.float32) / math.sqrt(H),
         "b_o": jnp.zeros((1,), jnp.float32),
     }
-    opt = optax.adam(LR)
 
     def loss_fn(p, xs, ys):
         def one(x):
@@ -97,14 +111,7 @@ def seqjax_step(
         h = jax.vmap(one)(xs)
         return jnp.mean((h @ p["w_o"] + p["b_o"] - ys) ** 2)
 
-    @jax.jit
-    def step(state, xs, ys):
-        p, o = state
-        loss, grads = jax.value_and_grad(loss_fn)(p, xs, ys)
-        updates, o = opt.update(grads, o, p)
-        return (optax.apply_updates(p, updates), o), loss
-
-    return step, (params, opt.init(params))
+    return _adam_step(loss_fn, params)
 
 
 def flax_step(kind: str, H: int, F: int) -> tuple[Callable, Any]:
@@ -122,19 +129,11 @@ def flax_step(kind: str, H: int, F: int) -> tuple[Callable, Any]:
 
     model = Model()
     params = model.init(jax.random.key(0), jnp.zeros((1, 2, F), jnp.float32))
-    opt = optax.adam(LR)
 
     def loss_fn(p, xs, ys):
         return jnp.mean((model.apply(p, xs) - ys) ** 2)
 
-    @jax.jit
-    def step(state, xs, ys):
-        p, o = state
-        loss, grads = jax.value_and_grad(loss_fn)(p, xs, ys)
-        updates, o = opt.update(grads, o, p)
-        return (optax.apply_updates(p, updates), o), loss
-
-    return step, (params, opt.init(params))
+    return _adam_step(loss_fn, params)
 
 
 def torch_step(kind: str, H: int, F: int, threads: int = TORCH_THREADS) -> Callable:

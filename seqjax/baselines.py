@@ -86,6 +86,35 @@ def _split(key: jax.Array | None, num: int) -> list[jax.Array | None]:
     return [None] * num if key is None else list(jax.random.split(key, num))
 
 
+def _encoder_model(
+    init: Callable[[jax.Array], Params],
+    encode: Callable[[Params, jax.Array, Any, jax.Array | None], jax.Array],
+    pattern: str,
+    input_size: int,
+    output_size: int,
+    where: str,
+) -> Model:
+    """The `Model` of a baseline from its ``init`` and ``encode(enc, inputs, length, key) ->
+    hs [T, D]``: inputs checked and cast, then the pattern's readout of ``hs``."""
+
+    def apply(
+        params: Params,
+        inputs: jax.Array,
+        length: Any = None,
+        *,
+        targets: Any = None,
+        carry: Any = None,
+        key: jax.Array | None = None,
+    ) -> tuple[jax.Array, tuple[()]]:
+        del targets
+        _check_carry(carry, where)
+        inputs = _prepare(inputs, input_size, params["readout"]["w"].dtype, where)
+        hs = encode(params["encoder"], inputs, length, key)
+        return _readout(pattern, params["readout"], hs, length), ()
+
+    return Model(init, apply, pattern, input_size, output_size, _empty_carry)
+
+
 def _prepare(inputs: Any, input_size: int, dtype: Any, where: str) -> jax.Array:
     inputs = _check_inputs(inputs, input_size, where)
     return inputs.astype(dtype)
@@ -348,22 +377,7 @@ def transformer(
             z = z + _drop(k_res2, dense(block["mlp"]["proj"], hidden), rate)
         return layer_norm(enc["ln_f"], z)
 
-    def apply(
-        params: Params,
-        inputs: jax.Array,
-        length: Any = None,
-        *,
-        targets: Any = None,
-        carry: Any = None,
-        key: jax.Array | None = None,
-    ) -> tuple[jax.Array, tuple[()]]:
-        del targets
-        _check_carry(carry, where)
-        inputs = _prepare(inputs, input_size, params["readout"]["w"].dtype, where)
-        hs = encode(params["encoder"], inputs, length, key)
-        return _readout(pattern, params["readout"], hs, length), ()
-
-    return Model(init, apply, pattern, input_size, output_size, _empty_carry)
+    return _encoder_model(init, encode, pattern, input_size, output_size, where)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -540,7 +554,8 @@ def tcn(
             "readout": dense_init(k_out, sizes[-1], output_size, dtype),
         }
 
-    def encode(enc: Params, h: jax.Array, key: jax.Array | None) -> jax.Array:
+    def encode(enc: Params, h: jax.Array, length: Any, key: jax.Array | None) -> jax.Array:
+        del length  # causal: steps past the length never reach the valid outputs
         keys = _split(key, 2 * len(sizes))
         for i, (block, d) in enumerate(zip(enc["blocks"], dilations, strict=True)):
             u = _drop(keys[2 * i], jax.nn.relu(causal_conv1d(block["conv1"], h, d)), rate)
@@ -549,22 +564,7 @@ def tcn(
             h = jax.nn.relu(u + residual)
         return h
 
-    def apply(
-        params: Params,
-        inputs: jax.Array,
-        length: Any = None,
-        *,
-        targets: Any = None,
-        carry: Any = None,
-        key: jax.Array | None = None,
-    ) -> tuple[jax.Array, tuple[()]]:
-        del targets
-        _check_carry(carry, where)
-        inputs = _prepare(inputs, input_size, params["readout"]["w"].dtype, where)
-        hs = encode(params["encoder"], inputs, key)
-        return _readout(pattern, params["readout"], hs, length), ()
-
-    return Model(init, apply, pattern, input_size, output_size, _empty_carry)
+    return _encoder_model(init, encode, pattern, input_size, output_size, where)
 
 
 BASELINES: dict[str, Callable[..., Model]] = {"transformer": transformer, "tcn": tcn}

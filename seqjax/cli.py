@@ -38,6 +38,22 @@ def _start_processes(args: argparse.Namespace) -> None:
         raise UsageError(str(e)) from None
 
 
+def _add_run_flags(parser: argparse.ArgumentParser, what: str, set_example: str) -> None:
+    """``--set``, ``--out``, ``--no-progress`` and the multi-process flags of train and sweep."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config field, {set_example}",
+    )
+    parser.add_argument(
+        "--out", default="runs", help=f"parent folder of the {what} (default: runs)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_process_flags(parser)
+
+
 def _add_process_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "several hosts", "start every process with the same flags but its own --process-id"
@@ -162,31 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a config and write a run folder")
     train.add_argument("config", nargs="?", help="a YAML config file")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set train.steps=500 (repeatable)",
-    )
-    train.add_argument("--out", default="runs", help="parent folder of the run (default: runs)")
+    _add_run_flags(train, "run", "e.g. --set train.steps=500 (repeatable)")
     train.add_argument("--resume", metavar="RUN", help="continue a stopped run from its folder")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_process_flags(train)
     train.set_defaults(func=_train)
 
     sweep = sub.add_parser("sweep", help="train a config's sweep grid; one folder, one report")
     sweep.add_argument("config", help="a YAML config file with a sweep section")
-    sweep.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set 'sweep={optimizer.learning_rate: [0.1, 1]}'",
-    )
-    sweep.add_argument("--out", default="runs", help="parent folder of the sweep (default: runs)")
-    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_process_flags(sweep)
+    _add_run_flags(sweep, "sweep", "e.g. --set 'sweep={optimizer.learning_rate: [0.1, 1]}'")
     sweep.set_defaults(func=_sweep)
 
     ev = sub.add_parser("eval", help="evaluate the final checkpoint of runs")
