@@ -18,8 +18,10 @@ executed operation when ``--xla_cpu_enable_xprof_traceme=true``, which this scri
   outputs (the residuals autodiff keeps for the backward pass);
 * elementwise & other: everything else that runs (gate nonlinearities, adds, copies, Adam).
 
-Times are per training step, summed over the operations of each group (operations do not
-overlap on XLA:CPU's loop bodies, so the groups add up to about the step). What it showed is in
+Times are per training step, summed over the operations of each group; the step time is the
+wall clock of the profiled steps (seqjax, profiler overhead included) or the sum of torch's
+operator self-times. Operations do not overlap in XLA:CPU's loop bodies, so the groups add up
+to at most the step. What it showed is in
 the README ("Why seqjax is slower than torch on small LSTM steps on this CPU"). Writes
 ``experiments/results/profile_step.json``.
 """
@@ -33,6 +35,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # Must precede the first JAX backend: per-operation events in XLA:CPU's profile.
@@ -74,20 +77,19 @@ def profile_seqjax(kind: str, shape: tuple[int, int, int, int], steps: int) -> d
     jax.block_until_ready(state)
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
+            start = time.perf_counter()
             for _ in range(steps):
                 state, _ = step(state, xs, ys)
             jax.block_until_ready(state)
+            step_us = (time.perf_counter() - start) * 1e6
         trace = next(Path(tmp).rglob("*.json.gz"))
         events = json.load(gzip.open(trace))
     events = events["traceEvents"] if isinstance(events, dict) else events
     total: collections.Counter = collections.Counter()
     count: collections.Counter = collections.Counter()
-    step_us = 0.0
     for e in events:
         if e.get("ph") != "X":
             continue
-        if e["name"] == "ThunkExecutor::Execute (wait for completion)":
-            step_us += e.get("dur", 0)
         group = xla_group(e["name"])
         if group is not None:
             total[group] += e.get("dur", 0)
