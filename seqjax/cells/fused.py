@@ -1,33 +1,38 @@
-"""Fast whole-sequence paths for the built-in cells: a scan with a hand-written backward pass.
+"""Fast whole-sequence paths for the built-in cells: a batched scan with a hand-written backward.
 
 Each function here is a ``Cell.scan`` hook, ``scan(params, carry, xs, valid) -> (carry, hs)``
 for one sequence ``xs: [T, F]`` (batch with ``jax.vmap``), equal in values and gradients to
 ``jax.lax.scan`` over the cell's ``step`` where steps with ``valid[t] == False`` keep the carry
 and output zeros. ``seqjax.unroll`` calls the hook when the cell has one.
 
-What the hand-written backward pass (a ``jax.custom_vjp``) changes, compared with autodiff
-through ``lax.scan``::
+What the kernel does differently from autodiff through ``lax.scan`` over ``step``::
 
-    forward:   for t: carry_t, h_t = step(carry_{t-1}, x_t)       save gates, carries
-    backward:  for t = T-1 .. 0:                                  only the recurrence
+    forward:   zx = xs @ W_i + b                                   ONE matmul, before the loop
+               for t: carry_t, res_t = step(carry_{t-1}, zx_t)     res_t: gates, one array
+    backward:  for t = T-1 .. 0:                                   only the recurrence
                    dz_t, d carry_{t-1} = step_vjp(d carry_t + dh_t)
-               dW_i = xs^T @ dzx      dW_h = h_prev^T @ dzh        ONE matmul each, after
-               db = sum_t dz_t        dxs  = dzx @ W_i^T           the loop
+               dW_i = xs^T @ dzx      dW_h = h_prev^T @ dzh         ONE matmul each, after
+               db = sum_t dz_t        dxs  = dzx @ W_i^T            the loop, over all steps
+                                                                    and all examples
 
-Autodiff instead accumulates ``dW += h_{t-1}^T dz_t`` inside the backward loop, T small
-matmuls and T read-modify-writes of the weight gradient.
+Autodiff instead accumulates ``dW += h_{t-1}^T dz_t`` inside the backward loop (T small
+matmuls), stacks about a dozen residuals per step, and materialises zero cotangents; here
+the input projection and every weight gradient are single large products, the residuals of
+a step are one array, unused cotangents stay symbolic (``symbolic_zeros``), and ``dxs`` is
+not computed when nothing asks for it.
+
+The hook is written for one sequence, as ``Cell.scan`` must be, but the kernel runs on a
+batch. Under ``jax.vmap`` (``jax.vmap(unroll)`` in every seqjax model, inside
+``jax.grad`` in training) a ``custom_vmap`` rule hands the whole batch to the kernel, so the
+weight gradients contract over batch and time in one product. A per-example kernel would
+leave JAX to sum ``[B, H, 4H]`` per-example gradients, and XLA:CPU runs that reduction over
+the leading axis about 30x slower than a product (14 ms for ``[32, 128, 512]``; measured,
+jax 0.10.2). Where the innermost transformation is not a vmap (one sequence, or
+``jax.vmap(jax.grad(...))`` for per-example gradients), the kernel runs as a batch of one.
 
 Limits: a ``custom_vjp`` supports reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev`` and
 reverse-over-reverse) and ``jax.vmap``, but not forward mode (``jax.jvp``, ``jax.jacfwd``,
 ``jax.hessian``); keep the default ``fast=False`` cell for those.
-
-Why it is opt-in (``cells.lstm(H, fast=True)``), measured with experiments/bench_cells.py on
-XLA:CPU, jax 0.10.2: the hook is written for one sequence, so under ``jax.vmap`` the backward
-runs per example and the "one big matmul" becomes B matmuls ``[H, T] @ [T, 4H]`` whose
-``[B, H, 4H]`` result JAX sums over the batch; XLA:CPU runs that reduction very slowly
-(17 ms for ``[32, 128, 512]``, where the same sum as a dot with ones takes 0.2 ms), and the
-per-example path lost to autodiff through ``lax.scan`` at every benchmark shape. Autodiff of
-the batched scan instead contracts over the batch inside each backward step.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from seqjax.cells.base import Carry, Params
 
@@ -44,22 +51,25 @@ ScanFn = Callable[[Params, Carry, jax.Array, jax.Array | None], tuple[Carry, jax
 
 
 class _Spec(NamedTuple):
-    """The cell-specific parts of a fused scan.
+    """The cell-specific parts of a fused scan; every array is batched, ``[B, ...]``.
 
     Attributes:
-      step: ``step(params, carry, x) -> (carry, res)``: one forward step that also returns the
-        residuals (a pytree of ``[...]`` arrays) its backward needs.
-      back: ``back(params, d_carry, res, carry_prev) -> (d_carry_prev, dzx, dzh)``: the VJP of
-        one step given the cotangent of the new carry, where ``dzx`` is the cotangent of the
-        input pre-activation ``x @ w_i`` and ``dzh`` that of the recurrent product
-        ``h_prev @ w_h``.
-      bias_grads: ``bias_grads(sum_t dzx, sum_t dzh) -> dict`` of the bias cotangents.
+      input_bias: the key of the bias added to ``x @ w_i`` before the loop.
+      step: ``step(params, carry, zx) -> (carry, res)``: one forward step from the input
+        pre-activation ``zx = x @ w_i + params[input_bias]`` that also returns the residuals
+        (a tuple of ``[B, H]`` arrays) its backward needs.
+      back: ``back(params, w_h_t, d_carry, carry, res, carry_prev) -> (d_carry_prev, dzx,
+        dzh)``: the VJP of one step given the cotangent of its new carry ``carry``, where
+        ``w_h_t`` is ``params["w_h"].T``, ``dzx`` the cotangent of ``zx`` and ``dzh`` that of
+        the recurrent product ``h_prev @ w_h`` (the same array when they are equal).
+      bias_grads: ``bias_grads(sum dzx, sum dzh) -> dict`` of the bias cotangents.
       output: ``output(carry) -> h``, the output of a step, read from the new carry.
       add_output: ``add_output(d_carry, dh) -> d_carry``, adds the cotangent of a step's output
         to that of its new carry.
     """
 
-    step: Callable[..., tuple[Carry, Any]]
+    input_bias: str
+    step: Callable[..., tuple[Carry, tuple[jax.Array, ...]]]
     back: Callable[..., tuple[Carry, jax.Array, jax.Array]]
     bias_grads: Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
     output: Callable[[Carry], jax.Array]
@@ -67,22 +77,61 @@ class _Spec(NamedTuple):
 
 
 def _where(valid: jax.Array, new: Any, old: Any) -> Any:
-    return jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, old)
+    """``valid: [B]`` selects per example between two pytrees of ``[B, ...]`` leaves."""
+    return jax.tree.map(
+        lambda n, o: jnp.where(valid.reshape(valid.shape + (1,) * (n.ndim - 1)), n, o), new, old
+    )
 
 
-def _make_scan(spec: _Spec, unroll: int) -> ScanFn:
+def _flat(a: jax.Array) -> jax.Array:
+    """``[T, B, K] -> [T * B, K]``: time and batch as one axis for the after-loop products."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def _value(arg: Any) -> Any:
+    return jax.tree.map(lambda p: p.value, arg, is_leaf=lambda x: isinstance(x, CustomVJPPrimal))
+
+
+def _perturbed(arg: Any) -> bool:
+    leaves = jax.tree.leaves(arg, is_leaf=lambda x: isinstance(x, CustomVJPPrimal))
+    return any(p.perturbed for p in leaves)
+
+
+def _dense(ct: Any) -> Any:
+    """A cotangent with its symbolic zeros made arrays."""
+    return jax.tree.map(
+        lambda c: jnp.zeros(c.aval.shape, c.aval.dtype) if isinstance(c, SymbolicZero) else c,
+        ct,
+        is_leaf=lambda x: isinstance(x, SymbolicZero),
+    )
+
+
+def _make_batched(spec: _Spec, unroll: int) -> Callable[..., tuple[Carry, jax.Array]]:
+    """The fused scan over a batch: carry leaves ``[B, ...]``, ``xs: [T, B, F]``, ``valid:
+    [T, B]`` or None; returns ``(carry [B, ...], hs [T, B, H])``."""
+
     def forward(params, carry, xs, valid):
+        T, B, _ = xs.shape
+        zx = _flat(xs) @ params["w_i"] + params[spec.input_bias][None]
+        zx = zx.reshape(T, B, zx.shape[-1])
+        layout = []  # the pytree of (carry, res), recorded while tracing the body
+
         def body(c, inp):
-            x, v = inp
-            new_c, res = spec.step(params, c, x)
+            zx_t, v = inp
+            new_c, res = spec.step(params, c, zx_t)
             if v is not None:
                 new_c = _where(v, new_c, c)
-            return new_c, (new_c, res)
+            leaves, tree = jax.tree.flatten((new_c, res))
+            layout.append(tree)
+            # One array per step: each separate stacked output costs XLA:CPU a write of its
+            # own inside the loop.
+            return new_c, jnp.stack(leaves)
 
-        last, (carries, res) = jax.lax.scan(body, carry, (xs, valid), unroll=unroll)
+        last, packed = jax.lax.scan(body, carry, (zx, valid), unroll=unroll)
+        carries, res = jax.tree.unflatten(layout[-1], list(jnp.moveaxis(packed, 1, 0)))
         hs = spec.output(carries)
         if valid is not None:
-            hs = jnp.where(valid[:, None], hs, jnp.zeros_like(hs))
+            hs = jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
         return last, hs, carries, res
 
     @jax.custom_vjp
@@ -91,61 +140,157 @@ def _make_scan(spec: _Spec, unroll: int) -> ScanFn:
         return last, hs
 
     def fused_fwd(params, carry, xs, valid):
+        wants_dxs = _perturbed(xs)
+        params, carry, xs, valid = (_value(a) for a in (params, carry, xs, valid))
         last, hs, carries, res = forward(params, carry, xs, valid)
         # Carries before each step: the initial carry, then the carries after steps 0..T-2.
         prev = jax.tree.map(lambda c0, cs: jnp.concatenate([c0[None], cs[:-1]]), carry, carries)
-        return (last, hs), (params, xs, valid, prev, res)
+        # Whether to compute dxs, as a static shape (residuals are arrays).
+        flag = jnp.zeros((int(wants_dxs),), bool)
+        return (last, hs), (params, xs, valid, carries, res, prev, flag)
 
     def fused_bwd(saved, cotangents):
-        params, xs, valid, prev, res = saved
+        params, xs, valid, carries, res, prev, flag = saved
         d_last, d_hs = cotangents
+        d_last = _dense(d_last)
+        has_dhs = not isinstance(d_hs, SymbolicZero)
+        w_h_t = params["w_h"].T
+        shared = []  # LSTM and RNN: dzx is dzh, so the loop stacks it once
 
         def body(d_c, inp):
-            res_t, prev_t, dh_t, v = inp
-            d_new = spec.add_output(d_c, dh_t)
-            d_prev, dzx, dzh = spec.back(params, d_new, res_t, prev_t)
+            carry_t, res_t, prev_t, dh_t, v = inp
+            d_new = spec.add_output(d_c, dh_t) if has_dhs else d_c
+            d_prev, dzx, dzh = spec.back(params, w_h_t, d_new, carry_t, res_t, prev_t)
+            same = dzh is dzx
             if v is not None:
                 d_prev = _where(v, d_prev, d_c)
-                dzx = jnp.where(v, dzx, jnp.zeros_like(dzx))
-                dzh = jnp.where(v, dzh, jnp.zeros_like(dzh))
-            return d_prev, (dzx, dzh)
+                dzx = jnp.where(v[:, None], dzx, jnp.zeros_like(dzx))
+                dzh = dzx if same else jnp.where(v[:, None], dzh, jnp.zeros_like(dzh))
+            shared.append(same)
+            return d_prev, (dzx,) if same else (dzx, dzh)
 
-        d_carry, (dzx, dzh) = jax.lax.scan(
-            body, d_last, (res, prev, d_hs, valid), reverse=True, unroll=unroll
+        d_carry, dz = jax.lax.scan(
+            body,
+            d_last,
+            (carries, res, prev, d_hs if has_dhs else None, valid),
+            reverse=True,
+            unroll=unroll,
         )
-        h_prev = spec.output(prev)
+        dzx, dzh = (dz[0], dz[0]) if shared[-1] else dz
+        dzx2, dzh2 = _flat(dzx), _flat(dzh)
         grads = {
-            "w_i": xs.T @ dzx,
-            "w_h": h_prev.T @ dzh,
-            **spec.bias_grads(jnp.sum(dzx, axis=0), jnp.sum(dzh, axis=0)),
+            "w_i": _flat(xs).T @ dzx2,
+            "w_h": _flat(spec.output(prev)).T @ dzh2,
+            # Sums over steps and examples as products with ones.
+            **spec.bias_grads(
+                jnp.ones(dzx2.shape[:1], dzx2.dtype) @ dzx2,
+                jnp.ones(dzh2.shape[:1], dzh2.dtype) @ dzh2,
+            ),
         }
         d_params = {k: grads[k].astype(params[k].dtype) for k in params}
-        d_xs = dzx @ params["w_i"].T
+        d_xs = (dzx @ params["w_i"].T).astype(xs.dtype) if flag.shape[-1] else None
         return d_params, d_carry, d_xs, None
 
-    fused.defvjp(fused_fwd, fused_bwd)
+    fused.defvjp(fused_fwd, fused_bwd, symbolic_zeros=True)
     return fused
+
+
+def _vmapped_here(*trees: Any) -> bool:
+    """True when the innermost transformation tracing this call is a ``jax.vmap`` that batches
+    one of ``trees``: the batched kernel can then take the whole batch at once.
+
+    Under ``jax.grad(jax.vmap(f))`` (a training step) the innermost trace is the vmap; under
+    ``jax.vmap(jax.grad(f))`` (per-example gradients) it is the gradient, and the kernel must
+    run per example so that each example gets its own parameter gradient. This reads JAX's
+    tracing context (``jax._src``): if that ever moves, the answer is False, the per-example
+    kernel runs, and only speed is lost (tests/cells/test_fused.py checks the answer).
+    """
+    try:
+        from jax._src import core as jax_core
+        from jax._src.interpreters import batching
+
+        trace = jax_core.trace_ctx.trace
+        if not isinstance(trace, batching.BatchTrace):
+            return False
+        return any(
+            isinstance(leaf, batching.BatchTracer) and leaf._trace is trace
+            for leaf in jax.tree.leaves(trees)
+        )
+    except (ImportError, AttributeError):  # pragma: no cover - a JAX without these internals
+        return False
+
+
+def _make_scan(spec: _Spec, unroll: int) -> ScanFn:
+    batched = _make_batched(spec, unroll)
+
+    def one(params, carry, xs, valid):
+        # One example through the batched kernel, as a batch of one.
+        v = None if valid is None else valid[:, None]
+        last, hs = batched(params, jax.tree.map(lambda a: a[None], carry), xs[:, None], v)
+        return jax.tree.map(lambda a: a[0], last), hs[:, 0]
+
+    def make(masked: bool):
+        # Not differentiable by itself (custom_vmap has no reverse mode): only called where
+        # `_vmapped_here`, so that the vmap rule below replaces it before autodiff sees it.
+        @custom_vmap
+        def scan(params, carry, xs, valid):
+            return one(params, carry, xs, valid if masked else None)
+
+        @scan.def_vmap
+        def scan_vmap(axis_size, in_batched, params, carry, xs, valid):
+            p_b, c_b, x_b, v_b = in_batched
+
+            def grow(a, b):
+                return a if b else jnp.broadcast_to(a, (axis_size, *a.shape))
+
+            carry = jax.tree.map(grow, carry, c_b)
+            xs, valid = grow(xs, x_b), grow(valid, v_b)
+            if any(jax.tree.leaves(p_b)):
+                # Parameters differ per example: no shared weight to batch over.
+                params = jax.tree.map(grow, params, p_b)
+                out = jax.vmap(lambda p, c, x, v: one(p, c, x, v if masked else None))(
+                    params, carry, xs, valid
+                )
+            else:
+                v = jnp.swapaxes(valid, 0, 1) if masked else None
+                last, hs = batched(params, carry, jnp.swapaxes(xs, 0, 1), v)
+                out = (last, jnp.swapaxes(hs, 0, 1))
+            return out, jax.tree.map(lambda _: True, out)
+
+        return scan
+
+    masked_scan, full_scan = make(True), make(False)
+
+    def scan(params, carry, xs, valid):
+        if not _vmapped_here(carry, xs, valid):
+            return one(params, carry, xs, valid)
+        if valid is None:
+            return full_scan(params, carry, xs, jnp.ones(xs.shape[:1], bool))
+        return masked_scan(params, carry, xs, valid)
+
+    return scan
 
 
 # LSTM ----------------------------------------------------------------------------------------
 
 
-def _lstm_step(params: Params, carry: Any, x: jax.Array) -> tuple[Any, Any]:
-    z = x @ params["w_i"] + carry.h @ params["w_h"] + params["b"]
+def _lstm_step(params: Params, carry: Any, zx: jax.Array) -> tuple[Any, Any]:
+    z = zx + carry.h @ params["w_h"]
     H = carry.h.shape[-1]
-    f = jax.nn.sigmoid(z[..., :H])
-    i = jax.nn.sigmoid(z[..., H : 2 * H])
-    g = jnp.tanh(z[..., 2 * H : 3 * H])
-    o = jax.nn.sigmoid(z[..., 3 * H :])
+    f = jax.nn.sigmoid(z[:, :H])
+    i = jax.nn.sigmoid(z[:, H : 2 * H])
+    g = jnp.tanh(z[:, 2 * H : 3 * H])
+    o = jax.nn.sigmoid(z[:, 3 * H :])
     c = f * carry.c + i * g
     tanh_c = jnp.tanh(c)
-    return carry._replace(h=o * tanh_c, c=c), (jnp.concatenate([f, i, g, o], axis=-1), tanh_c)
+    # Each gate a residual of its own: slicing one [B, 4H] array in the backward loop
+    # measured about twice as slow on XLA:CPU.
+    return carry._replace(h=o * tanh_c, c=c), (f, i, g, o, tanh_c)
 
 
-def _lstm_back(params: Params, d_new: Any, res: Any, prev: Any):
-    gates, tanh_c = res
-    H = tanh_c.shape[-1]
-    f, i, g, o = (gates[..., k * H : (k + 1) * H] for k in range(4))
+def _lstm_back(params: Params, w_h_t: jax.Array, d_new: Any, new: Any, res: Any, prev: Any):
+    del params, new
+    f, i, g, o, tanh_c = res
     d_o = d_new.h * tanh_c
     d_c = d_new.c + d_new.h * o * (1.0 - tanh_c * tanh_c)
     dz = jnp.concatenate(
@@ -157,11 +302,12 @@ def _lstm_back(params: Params, d_new: Any, res: Any, prev: Any):
         ],
         axis=-1,
     )
-    d_prev = d_new._replace(h=dz @ params["w_h"].T, c=d_c * f)
+    d_prev = d_new._replace(h=dz @ w_h_t, c=d_c * f)
     return d_prev, dz, dz
 
 
 LSTM_SPEC = _Spec(
+    input_bias="b",
     step=_lstm_step,
     back=_lstm_back,
     bias_grads=lambda dzx, dzh: {"b": dzx},
@@ -177,37 +323,41 @@ def _identity(h: jax.Array) -> jax.Array:
 # GRU -----------------------------------------------------------------------------------------
 
 
-def _gru_step(params: Params, h: jax.Array, x: jax.Array) -> tuple[jax.Array, Any]:
+def _gru_step(params: Params, h: jax.Array, zx: jax.Array) -> tuple[jax.Array, Any]:
     H = h.shape[-1]
-    zx = x @ params["w_i"] + params["b_i"]
     zh = h @ params["w_h"]
-    r = jax.nn.sigmoid(zx[..., :H] + zh[..., :H])
-    z = jax.nn.sigmoid(zx[..., H : 2 * H] + zh[..., H : 2 * H])
-    hn = zh[..., 2 * H :] + params["b_hn"]
-    n = jnp.tanh(zx[..., 2 * H :] + r * hn)
+    r = jax.nn.sigmoid(zx[:, :H] + zh[:, :H])
+    z = jax.nn.sigmoid(zx[:, H : 2 * H] + zh[:, H : 2 * H])
+    hn = zh[:, 2 * H :] + params["b_hn"][None]
+    n = jnp.tanh(zx[:, 2 * H :] + r * hn)
     new_h = (1.0 - z) * n + z * h
-    return new_h, jnp.concatenate([r, z, n, hn], axis=-1)
+    return new_h, (r, z, n, hn)
 
 
-def _gru_back(params: Params, d_h: jax.Array, res: jax.Array, h_prev: jax.Array):
-    H = h_prev.shape[-1]
-    r, z, n, hn = (res[..., k * H : (k + 1) * H] for k in range(4))
+def _gru_back(params: Params, w_h_t: jax.Array, d_h: jax.Array, new_h, res, h_prev: jax.Array):
+    del params, new_h
+    r, z, n, hn = res
     d_an = d_h * (1.0 - z) * (1.0 - n * n)
     d_ar = d_an * hn * r * (1.0 - r)
     d_az = d_h * (h_prev - n) * z * (1.0 - z)
     dzx = jnp.concatenate([d_ar, d_az, d_an], axis=-1)
     dzh = jnp.concatenate([d_ar, d_az, d_an * r], axis=-1)
-    d_prev = d_h * z + dzh @ params["w_h"].T
+    d_prev = d_h * z + dzh @ w_h_t
     return d_prev, dzx, dzh
 
 
 def _gru_bias_grads(dzx: jax.Array, dzh: jax.Array) -> dict[str, jax.Array]:
     H = dzh.shape[-1] // 3
-    return {"b_i": dzx, "b_hn": dzh[..., 2 * H :]}
+    return {"b_i": dzx, "b_hn": dzh[2 * H :]}
 
 
 GRU_SPEC = _Spec(
-    step=_gru_step, back=_gru_back, bias_grads=_gru_bias_grads, output=_identity, add_output=jnp.add
+    input_bias="b_i",
+    step=_gru_step,
+    back=_gru_back,
+    bias_grads=_gru_bias_grads,
+    output=_identity,
+    add_output=jnp.add,
 )
 
 
@@ -222,16 +372,16 @@ def _rnn_spec(activation: str) -> _Spec:
     else:
         raise ValueError(f"fused rnn: unknown activation={activation!r}; expected 'tanh' or 'relu'")
 
-    def step(params: Params, h: jax.Array, x: jax.Array) -> tuple[jax.Array, Any]:
-        new_h = phi(x @ params["w_i"] + h @ params["w_h"] + params["b"])
-        return new_h, new_h
+    def step(params: Params, h: jax.Array, zx: jax.Array) -> tuple[jax.Array, Any]:
+        return phi(zx + h @ params["w_h"]), ()
 
-    def back(params: Params, d_h: jax.Array, new_h: jax.Array, h_prev: jax.Array):
-        del h_prev
+    def back(params, w_h_t, d_h, new_h, res, h_prev):
+        del params, res, h_prev
         da = d_h * d_phi(new_h)
-        return da @ params["w_h"].T, da, da
+        return da @ w_h_t, da, da
 
     return _Spec(
+        input_bias="b",
         step=step,
         back=back,
         bias_grads=lambda dzx, dzh: {"b": dzx},
