@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python experiments/bench_cells.py
 	$(BIN)/python experiments/bench_remat.py
 	$(BIN)/python experiments/bench_seeds.py
+	$(BIN)/python experiments/bench_seeds.py --fast
 	$(BIN)/python experiments/profile_step.py
 
 experiments: $(STAMP)

@@ -2,6 +2,7 @@
 
     .venv/bin/python experiments/bench_seeds.py            # n = 1, 4, 8, 16 seeds
     .venv/bin/python experiments/bench_seeds.py --quick    # smoke test, seconds
+    .venv/bin/python experiments/bench_seeds.py --fast     # the fused cells (model.fast)
 
 The model is the small LSTM that synthetic-task research trains by the hundred (H=32, B=16,
 T=100, the adding task, Adam). Each timing is a whole run, ``train(key)`` of
@@ -47,7 +48,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="updates per run")
     parser.add_argument("--repeats", type=int, default=3, help="timings per case (best kept)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 8, 16])
-    parser.add_argument("--out", type=Path, default=OUT, help="JSON file of the results")
+    parser.add_argument("--fast", action="store_true", help="model.fast: the fused LSTM kernel")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file of the results")
     args = parser.parse_args()
     hidden, batch, length, steps, seeds = 32, 16, 100, args.steps, args.seeds
     if args.quick:
@@ -57,7 +59,7 @@ def main() -> None:
     cfg = config_from_data(
         {
             "task": {"name": "adding", "length": length},
-            "model": {"cell": "lstm", "hidden_size": hidden},
+            "model": {"cell": "lstm", "hidden_size": hidden, "fast": args.fast},
             "optimizer": {"name": "adam", "learning_rate": 1e-2},
             "train": {"steps": steps, "batch_size": batch, "chunk_size": steps},
         }
@@ -72,7 +74,10 @@ def main() -> None:
     key = jax.random.key(0)
 
     rows = []
-    print(f"LSTM H={hidden}, B={batch}, T={length}, {steps} steps per run, {jax.devices()[0]}")
+    print(
+        f"LSTM H={hidden}, B={batch}, T={length}, {steps} steps per run, fast={args.fast}, "
+        f"{jax.devices()[0]}"
+    )
     print(
         f"{'seeds':>5} {'vmapped s':>10} {'sequential s':>13} {'runs/s vmap':>12} "
         f"{'runs/s seq':>11} {'speed-up':>9} {'GFLOP/s vmap':>13} {'GFLOP/s seq':>12}"
@@ -104,6 +109,7 @@ def main() -> None:
     result = {
         "config": {
             "cell": "lstm",
+            "fast": args.fast,
             "hidden_size": hidden,
             "batch_size": batch,
             "length": length,
@@ -121,9 +127,10 @@ def main() -> None:
         "jax": jax.__version__,
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out = args.out or OUT.with_name(f"{OUT.stem}{'_fast' if args.fast else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

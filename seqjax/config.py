@@ -440,6 +440,10 @@ class ModelConfig:
       input_dropout: dropout on the model's input sequence, in training only.
       output_dropout: dropout on the recurrent output before the readout, in training only.
       residual: residual connections between stacked layers of equal size.
+      fast: run each cell through its fused whole-sequence kernel (``cells.lstm(...,
+        fast=True)``, `seqjax.cells.fused`): a hand-written backward pass, the same values and
+        gradients, faster on small models (README, "Speed and memory"), no forward-mode
+        autodiff.
       options: keyword arguments of the baseline builder (``kind`` transformer / tcn).
     """
 
@@ -460,6 +464,7 @@ class ModelConfig:
     input_dropout: UnitInterval = 0.0
     output_dropout: UnitInterval = 0.0
     residual: bool = False
+    fast: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
 

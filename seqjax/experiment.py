@@ -65,7 +65,11 @@ def task_from_config(cfg: TaskConfig) -> Task:
 
 
 def _cell_from_config(cfg: ModelConfig) -> Any:
-    kwargs: dict[str, Any] = {"input_init": cfg.input_init, "recurrent_init": cfg.recurrent_init}
+    kwargs: dict[str, Any] = {
+        "input_init": cfg.input_init,
+        "recurrent_init": cfg.recurrent_init,
+        "fast": cfg.fast,
+    }
     if cfg.cell == "rnn":
         kwargs.update(activation=cfg.activation, recurrent_scale=cfg.recurrent_scale)
     elif cfg.cell == "irnn":

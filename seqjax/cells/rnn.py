@@ -58,10 +58,12 @@ def rnn(
       recurrent_scale: factor applied to ``w_h`` after initialisation (e.g. 1.5 for a
         recurrence whose spectral radius exceeds one, to study exploding gradients).
       dtype: dtype of the parameters and the carry.
-      fast: attach the fused whole-sequence path (`seqjax.cells.fused`, a hand-written
-        backward pass, same values and gradients) as ``Cell.scan``. Off by default: on
-        XLA:CPU it measured slower than autodiff through ``lax.scan`` under ``jax.vmap``
-        (experiments/bench_cells.py), and it has no forward-mode autodiff (``jax.jvp``).
+      fast: attach the fused whole-sequence kernel (`seqjax.cells.fused`: under ``jax.vmap``
+        one batched scan with a hand-written backward pass; same values and gradients) as
+        ``Cell.scan``. Off by default because it has no forward-mode autodiff (``jax.jvp``,
+        ``jax.jacfwd``, ``jax.hessian``). On XLA:CPU it trains small models faster (LSTM,
+        B=32, T=100, H=128: 0.68x the step time) and the tanh RNN (0.72x); elsewhere it
+        ties or loses (README, "Speed and memory"). ``model.fast`` in a config.
 
     Returns:
       A `Cell`.
