@@ -2,6 +2,7 @@
 
     .venv/bin/python experiments/profile_step.py                 # LSTM, B,T,I,H = 32,100,32,128
     .venv/bin/python experiments/profile_step.py --shape 64,500,32,256 --cell gru
+    .venv/bin/python experiments/profile_step.py --fast          # the fused kernel (fast=True)
     .venv/bin/python experiments/profile_step.py --no-torch --steps 2 --shape 4,10,3,8   # smoke
 
 Profiles the training step of experiments/bench_cells.py (many-to-one, MSE, Adam) with each
@@ -67,9 +68,11 @@ def xla_group(name: str) -> str | None:
     return "elementwise & other"
 
 
-def profile_seqjax(kind: str, shape: tuple[int, int, int, int], steps: int) -> dict:
+def profile_seqjax(
+    kind: str, shape: tuple[int, int, int, int], steps: int, fast: bool = False
+) -> dict:
     B, T, F, H = shape
-    step, state = bench_cells.seqjax_step(kind, H, F)
+    step, state = bench_cells.seqjax_step(kind, H, F, fast=True if fast else None)
     xs_np, ys_np = bench_cells.make_data(B, T, F)
     xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
     for _ in range(2):  # compile and warm up
@@ -144,13 +147,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="profiled steps")
     parser.add_argument("--threads", type=int, default=bench_cells.TORCH_THREADS)
     parser.add_argument("--no-torch", action="store_true", help="profile seqjax only")
+    parser.add_argument("--fast", action="store_true", help="seqjax with fast=True cells")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     shape = tuple(int(v) for v in args.shape.split(","))
     if len(shape) != 4:
         parser.error(f"--shape must be B,T,I,H (4 integers), got {args.shape!r}")
 
-    results = {"seqjax": profile_seqjax(args.cell, shape, args.steps)}
+    name = "seqjax fast" if args.fast else "seqjax"
+    results = {name: profile_seqjax(args.cell, shape, args.steps, args.fast)}
     if not args.no_torch:
         results[f"torch ({args.threads} threads)"] = profile_torch(
             args.cell, shape, args.steps, args.threads
@@ -163,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:20s}{r['step_ms']:8.2f}{cells}{ops:7.0f}")
     result = {
         "cell": args.cell,
+        "fast": args.fast,
         "shape": dict(zip("BTIH", shape, strict=True)),
         "steps": args.steps,
         "machine": bench_cells.machine_info(with_torch=not args.no_torch),
