@@ -76,12 +76,9 @@ def gru(
       input_init: initialiser of ``w_i``.
       recurrent_init: initialiser of ``w_h``.
       dtype: dtype of the parameters and the carry.
-      fast: attach the fused whole-sequence kernel (`seqjax.cells.fused`: under ``jax.vmap``
-        one batched scan with a hand-written backward pass; same values and gradients) as
-        ``Cell.scan``. Off by default because it has no forward-mode autodiff (``jax.jvp``,
-        ``jax.jacfwd``, ``jax.hessian``). On XLA:CPU it trains small models faster (LSTM,
-        B=32, T=100, H=128: 0.68x the step time) and the tanh RNN (0.72x); elsewhere it
-        ties or loses (README, "Speed and memory"). ``model.fast`` in a config.
+      fast: run whole sequences through the fused kernel of `seqjax.cells.fused` (same
+        values and gradients, faster training of small models, no forward-mode autodiff,
+        hence off by default); ``model.fast`` in a config.
 
     Returns:
       A `Cell`.
