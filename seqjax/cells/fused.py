@@ -29,6 +29,10 @@ leave JAX to sum ``[B, H, 4H]`` per-example gradients, and XLA:CPU runs that red
 the leading axis about 30x slower than a product (14 ms for ``[32, 128, 512]``; measured,
 jax 0.10.2). Where the innermost transformation is not a vmap (one sequence, or
 ``jax.vmap(jax.grad(...))`` for per-example gradients), the kernel runs as a batch of one.
+So does ``unroll(..., truncate=k)`` or with ``remat`` windows: ``unroll`` calls the hook inside
+its own ``lax.scan`` over windows, whose body is traced without the vmap, so each example's
+weight gradients are summed by JAX: exact, but without the speed-up (a batch-aware window
+loop is future work).
 
 Limits: a ``custom_vjp`` supports reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev`` and
 reverse-over-reverse) and ``jax.vmap``, but not forward mode (``jax.jvp``, ``jax.jacfwd``,
