@@ -161,7 +161,16 @@ def unroll(
     if isinstance(length, int | np.integer) and not 0 <= length <= num_steps:
         raise ValueError(f"unroll: length={length} is outside [0, T={num_steps}] for xs {xs.shape}")
 
-    window = truncate
+    # A fast path that truncates by itself runs once over the whole sequence (inside a scan
+    # over windows it could not see a surrounding vmap, see `seqjax.cells.fused`).
+    hook_truncates = (
+        truncate is not None
+        and cell.scan is not None
+        and unroll == 1
+        and getattr(cell.scan, "truncates", False)
+        and (remat is False or step_remat)
+    )
+    window = None if hook_truncates else truncate
     if window is None and remat is not False and not step_remat:
         window = max(1, math.isqrt(num_steps)) if remat is True else remat
     window = None if window is None else min(window, max(num_steps, 1))
@@ -188,6 +197,10 @@ def unroll(
         return new_c, jnp.where(valid, h, jnp.zeros_like(h))
 
     def scan_steps(c: Carry, x_w: jax.Array, t_w: jax.Array) -> tuple[Carry, jax.Array]:
+        if hook_truncates:
+            return cell.scan(
+                params, c, x_w, None if length is None else t_w < length, truncate=truncate
+            )
         if cell.scan is not None and unroll == 1:
             return cell.scan(params, c, x_w, None if length is None else t_w < length)
         body = jax.checkpoint(step, prevent_cse=False) if step_remat else step

@@ -29,10 +29,10 @@ leave JAX to sum ``[B, H, 4H]`` per-example gradients, and XLA:CPU runs that red
 the leading axis about 30x slower than a product (14 ms for ``[32, 128, 512]``; measured,
 jax 0.10.2). Where the innermost transformation is not a vmap (one sequence, or
 ``jax.vmap(jax.grad(...))`` for per-example gradients), the kernel runs as a batch of one.
-So does ``unroll(..., truncate=k)`` or with ``remat`` windows: ``unroll`` calls the hook inside
-its own ``lax.scan`` over windows, whose body is traced without the vmap, so each example's
-weight gradients are summed by JAX: exact, but without the speed-up (a batch-aware window
-loop is future work).
+``unroll(..., truncate=k)`` hands ``truncate`` to the hook (``scan.truncates``), whose
+backward pass cuts the carry's cotangent at every window start. With ``remat`` windows
+``unroll`` still calls the hook inside its own ``lax.scan`` over windows, whose body is
+traced without the vmap: exact, but per example, so without the speed-up.
 
 Limits: a ``custom_vjp`` supports reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev`` and
 reverse-over-reverse) and ``jax.vmap``, but not forward mode (``jax.jvp``, ``jax.jacfwd``,
@@ -110,9 +110,12 @@ def _dense(ct: Any) -> Any:
     )
 
 
-def _make_batched(spec: _Spec, unroll: int) -> Callable[..., tuple[Carry, jax.Array]]:
+def _make_batched(
+    spec: _Spec, unroll: int, truncate: int | None = None
+) -> Callable[..., tuple[Carry, jax.Array]]:
     """The fused scan over a batch: carry leaves ``[B, ...]``, ``xs: [T, B, F]``, ``valid:
-    [T, B]`` or None; returns ``(carry [B, ...], hs [T, B, H])``."""
+    [T, B]`` or None; returns ``(carry [B, ...], hs [T, B, H])``. With ``truncate=k`` the
+    gradient stops at the carry entering steps k, 2k, ... (`seqjax.unroll`'s windows)."""
 
     def forward(params, carry, xs, valid):
         T, B, _ = xs.shape
@@ -162,7 +165,7 @@ def _make_batched(spec: _Spec, unroll: int) -> Callable[..., tuple[Carry, jax.Ar
         shared = []  # LSTM and RNN: dzx is dzh, so the loop stacks it once
 
         def body(d_c, inp):
-            carry_t, res_t, prev_t, dh_t, v = inp
+            carry_t, res_t, prev_t, dh_t, v, t = inp
             d_new = spec.add_output(d_c, dh_t) if has_dhs else d_c
             d_prev, dzx, dzh = spec.back(params, w_h_t, d_new, carry_t, res_t, prev_t)
             same = dzh is dzx
@@ -170,13 +173,17 @@ def _make_batched(spec: _Spec, unroll: int) -> Callable[..., tuple[Carry, jax.Ar
                 d_prev = _where(v, d_prev, d_c)
                 dzx = jnp.where(v[:, None], dzx, jnp.zeros_like(dzx))
                 dzh = dzx if same else jnp.where(v[:, None], dzh, jnp.zeros_like(dzh))
+            if t is not None:  # truncated BPTT: the carry entering a window is a constant
+                cut = (t % truncate == 0) & (t > 0)
+                d_prev = jax.tree.map(lambda d: jnp.where(cut, jnp.zeros_like(d), d), d_prev)
             shared.append(same)
             return d_prev, (dzx,) if same else (dzx, dzh)
 
+        ts = None if truncate is None else jnp.arange(xs.shape[0], dtype=jnp.int32)
         d_carry, dz = jax.lax.scan(
             body,
             d_last,
-            (carries, res, prev, d_hs if has_dhs else None, valid),
+            (carries, res, prev, d_hs if has_dhs else None, valid, ts),
             reverse=True,
             unroll=unroll,
         )
@@ -225,54 +232,64 @@ def _vmapped_here(*trees: Any) -> bool:
 
 
 def _make_scan(spec: _Spec, unroll: int) -> ScanFn:
-    batched = _make_batched(spec, unroll)
+    kernels: dict[tuple[bool, int | None], Any] = {}
+
+    def get(masked: bool, truncate: int | None):
+        if (masked, truncate) not in kernels:
+            kernels[masked, truncate] = _make_hook(_make_batched(spec, unroll, truncate), masked)
+        return kernels[masked, truncate]
+
+    def scan(params, carry, xs, valid, truncate=None):
+        one, batched_scan = get(valid is not None, truncate)
+        if not _vmapped_here(carry, xs, valid):
+            return one(params, carry, xs, valid)
+        if valid is None:
+            return batched_scan(params, carry, xs, jnp.ones(xs.shape[:1], bool))
+        return batched_scan(params, carry, xs, valid)
+
+    # `seqjax.unroll` passes ``truncate=k`` to a hook that says it can take it, instead of
+    # calling it once per window inside a scan (where the vmap is hidden from it).
+    scan.truncates = True
+    return scan
+
+
+def _make_hook(batched: Callable[..., Any], masked: bool) -> tuple[Callable, Callable]:
+    """``(one, batched_scan)``: the kernel on one example (a batch of one), and the same as a
+    ``custom_vmap`` function whose vmap rule hands the whole batch to the kernel."""
 
     def one(params, carry, xs, valid):
-        # One example through the batched kernel, as a batch of one.
         v = None if valid is None else valid[:, None]
         last, hs = batched(params, jax.tree.map(lambda a: a[None], carry), xs[:, None], v)
         return jax.tree.map(lambda a: a[0], last), hs[:, 0]
 
-    def make(masked: bool):
-        # Not differentiable by itself (custom_vmap has no reverse mode): only called where
-        # `_vmapped_here`, so that the vmap rule below replaces it before autodiff sees it.
-        @custom_vmap
-        def scan(params, carry, xs, valid):
-            return one(params, carry, xs, valid if masked else None)
+    # Not differentiable by itself (custom_vmap has no reverse mode): only called where
+    # `_vmapped_here`, so that the vmap rule below replaces it before autodiff sees it.
+    @custom_vmap
+    def batched_scan(params, carry, xs, valid):
+        return one(params, carry, xs, valid if masked else None)
 
-        @scan.def_vmap
-        def scan_vmap(axis_size, in_batched, params, carry, xs, valid):
-            p_b, c_b, x_b, v_b = in_batched
+    @batched_scan.def_vmap
+    def batched_scan_vmap(axis_size, in_batched, params, carry, xs, valid):
+        p_b, c_b, x_b, v_b = in_batched
 
-            def grow(a, b):
-                return a if b else jnp.broadcast_to(a, (axis_size, *a.shape))
+        def grow(a, b):
+            return a if b else jnp.broadcast_to(a, (axis_size, *a.shape))
 
-            carry = jax.tree.map(grow, carry, c_b)
-            xs, valid = grow(xs, x_b), grow(valid, v_b)
-            if any(jax.tree.leaves(p_b)):
-                # Parameters differ per example: no shared weight to batch over.
-                params = jax.tree.map(grow, params, p_b)
-                out = jax.vmap(lambda p, c, x, v: one(p, c, x, v if masked else None))(
-                    params, carry, xs, valid
-                )
-            else:
-                v = jnp.swapaxes(valid, 0, 1) if masked else None
-                last, hs = batched(params, carry, jnp.swapaxes(xs, 0, 1), v)
-                out = (last, jnp.swapaxes(hs, 0, 1))
-            return out, jax.tree.map(lambda _: True, out)
+        carry = jax.tree.map(grow, carry, c_b)
+        xs, valid = grow(xs, x_b), grow(valid, v_b)
+        if any(jax.tree.leaves(p_b)):
+            # Parameters differ per example: no shared weight to batch over.
+            params = jax.tree.map(grow, params, p_b)
+            out = jax.vmap(lambda p, c, x, v: one(p, c, x, v if masked else None))(
+                params, carry, xs, valid
+            )
+        else:
+            v = jnp.swapaxes(valid, 0, 1) if masked else None
+            last, hs = batched(params, carry, jnp.swapaxes(xs, 0, 1), v)
+            out = (last, jnp.swapaxes(hs, 0, 1))
+        return out, jax.tree.map(lambda _: True, out)
 
-        return scan
-
-    masked_scan, full_scan = make(True), make(False)
-
-    def scan(params, carry, xs, valid):
-        if not _vmapped_here(carry, xs, valid):
-            return one(params, carry, xs, valid)
-        if valid is None:
-            return full_scan(params, carry, xs, jnp.ones(xs.shape[:1], bool))
-        return masked_scan(params, carry, xs, valid)
-
-    return scan
+    return one, batched_scan
 
 
 # LSTM ----------------------------------------------------------------------------------------

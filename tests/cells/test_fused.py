@@ -336,3 +336,45 @@ def test_parameters_batched_with_the_examples(x64):
         return jax.jit(jax.value_and_grad(loss))(per)
 
     assert _max_diff(run(fast), run(slow)) < 1e-11
+
+
+@pytest.mark.parametrize("k", [1, 2, 7])
+def test_truncation_inside_the_kernel_equals_windows_of_the_step_path(x64, k):
+    # unroll hands truncate=k to the kernel (no scan over windows): values and gradients,
+    # batched and on one example, equal the step path's windows.
+    fast, slow, params, xs, carry = _problem("lstm", seed=9)
+    assert fast.scan.truncates
+    lengths = jnp.array([7, 5, 2])
+
+    def grads(cell):
+        def one(p, c, x, n):
+            return _scalar(*seqjax.unroll(cell, p, x, carry=c, length=n, truncate=k))
+
+        def batch(p, c, x):
+            run = lambda ci, xi, ni: seqjax.unroll(cell, p, xi, carry=ci, length=ni, truncate=k)  # noqa: E731
+            return _scalar(*jax.vmap(run)(c, x, lengths))
+
+        c0 = jax.tree.map(lambda a: a[0], carry)
+        return jax.jit(
+            lambda: (
+                jax.value_and_grad(batch, argnums=(0, 1, 2))(params, carry, xs),
+                jax.value_and_grad(one, argnums=(0, 1, 2))(params, c0, xs[0], 6),
+            )
+        )()
+
+    assert _max_diff(grads(fast), grads(slow)) < 1e-11
+
+
+def test_truncated_kernel_contracts_over_the_batch_once(x64):
+    fast, _, params, xs, carry = _problem("gru")
+
+    def grad_jaxpr(**options):
+        def loss(p):
+            run = lambda c, x: seqjax.unroll(fast, p, x, carry=c, **options)  # noqa: E731
+            return _scalar(*jax.vmap(run)(carry, xs))
+
+        return jax.make_jaxpr(jax.grad(loss))(params).jaxpr
+
+    assert _batch_sums(grad_jaxpr(truncate=3), B) == []
+    # remat windows still call the hook inside unroll's scan over windows (per example).
+    assert _batch_sums(grad_jaxpr(remat=2), B) != []
