@@ -72,7 +72,7 @@ def profile_seqjax(
     kind: str, shape: tuple[int, int, int, int], steps: int, fast: bool = False
 ) -> dict:
     B, T, F, H = shape
-    step, state = bench_cells.seqjax_step(kind, H, F, fast=True if fast else None)
+    step, state = bench_cells.seqjax_step(kind, H, F, fast=fast or None)
     xs_np, ys_np = bench_cells.make_data(B, T, F)
     xs, ys = jnp.asarray(xs_np), jnp.asarray(ys_np)
     for _ in range(2):  # compile and warm up

@@ -197,12 +197,10 @@ def unroll(
         return new_c, jnp.where(valid, h, jnp.zeros_like(h))
 
     def scan_steps(c: Carry, x_w: jax.Array, t_w: jax.Array) -> tuple[Carry, jax.Array]:
-        if hook_truncates:
-            return cell.scan(
-                params, c, x_w, None if length is None else t_w < length, truncate=truncate
-            )
         if cell.scan is not None and unroll == 1:
-            return cell.scan(params, c, x_w, None if length is None else t_w < length)
+            valid = None if length is None else t_w < length
+            extra = {"truncate": truncate} if hook_truncates else {}
+            return cell.scan(params, c, x_w, valid, **extra)
         body = jax.checkpoint(step, prevent_cse=False) if step_remat else step
         return jax.lax.scan(body, c, (x_w, t_w), unroll=unroll)
 

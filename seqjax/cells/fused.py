@@ -41,6 +41,7 @@ reverse-over-reverse) and ``jax.vmap``, but not forward mode (``jax.jvp``, ``jax
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -232,12 +233,9 @@ def _vmapped_here(*trees: Any) -> bool:
 
 
 def _make_scan(spec: _Spec, unroll: int) -> ScanFn:
-    kernels: dict[tuple[bool, int | None], Any] = {}
-
+    @functools.cache
     def get(masked: bool, truncate: int | None):
-        if (masked, truncate) not in kernels:
-            kernels[masked, truncate] = _make_hook(_make_batched(spec, unroll, truncate), masked)
-        return kernels[masked, truncate]
+        return _make_hook(_make_batched(spec, unroll, truncate), masked)
 
     def scan(params, carry, xs, valid, truncate=None):
         one, batched_scan = get(valid is not None, truncate)
