@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(BIN)/python experiments/bench_remat.py
 	$(BIN)/python experiments/bench_seeds.py
 	$(BIN)/python experiments/bench_seeds.py --fast
+	$(BIN)/python experiments/bench_seeds.py --devices 2
+	$(BIN)/python experiments/bench_seeds.py --devices 2 --fast
 	$(BIN)/python experiments/profile_step.py
 
 experiments: $(STAMP)

@@ -3,6 +3,7 @@
     .venv/bin/python experiments/bench_seeds.py            # n = 1, 4, 8, 16 seeds
     .venv/bin/python experiments/bench_seeds.py --quick    # smoke test, seconds
     .venv/bin/python experiments/bench_seeds.py --fast     # the fused cells (model.fast)
+    .venv/bin/python experiments/bench_seeds.py --devices 2  # also: seeds sharded over 2 CPUs
 
 The model is the small LSTM that synthetic-task research trains by the hundred (H=32, B=16,
 T=100, the adding task, Adam). Each timing is a whole run, ``train(key)`` of
@@ -12,7 +13,20 @@ from both (each program runs once before it is timed); the best of ``--repeats``
 machine may be shared and noisy, so compare the speed-ups of one invocation, not absolute
 numbers across invocations. The GFLOP/s columns count the matmul work of the updates
 (forward and backward products of the LSTM), to compare with what one small product reaches
-on the machine. Writes ``experiments/results/bench_seeds.json``.
+on the machine.
+
+``--devices N`` also times the vmapped runs with their seed axis sharded over N devices
+(``parallel.seeds``: `seqjax.parallel.make_mesh` and ``vmap(..., spmd_axis_name="seeds")``),
+on a CPU-only machine N simulated host devices (``--xla_force_host_platform_device_count``,
+set here before JAX starts). XLA:CPU runs each device's program on its own thread, so with
+one device per core the seeds use every core, where one small run, whose operations are too
+small for XLA's intra-op threads, keeps one core busy. The sequential runs still run on one
+device: the baseline is what running the seeds one after another gives. The sharded runs
+must equal the vmapped ones (the largest difference is printed and written). Seed counts
+that N does not divide are not sharded.
+
+Writes ``experiments/results/bench_seeds.json`` (``bench_seeds_fast.json`` with ``--fast``,
+``bench_seeds_devices{N}[_fast].json`` with ``--devices``).
 """
 
 from __future__ import annotations
@@ -21,14 +35,35 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
-import jax
 
-from seqjax.config import config_from_data
-from seqjax.experiment import Experiment
-from seqjax.train import make_train
+def _devices_flag(argv: list[str]) -> int:
+    """``--devices N`` read before JAX starts: the host device count must be set first."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--devices="):
+            return int(arg.split("=", 1)[1])
+        if arg == "--devices" and i + 1 < len(argv):
+            return int(argv[i + 1])
+    return 1
+
+
+if (_DEVICES := _devices_flag(sys.argv[1:])) > 1:
+    os.environ["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={_DEVICES}"
+    ).strip()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+from seqjax import parallel  # noqa: E402
+from seqjax.config import config_from_data  # noqa: E402
+from seqjax.experiment import Experiment  # noqa: E402
+from seqjax.train import make_train  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_seeds.json"
 
@@ -42,6 +77,16 @@ def _best(fn, repeats: int) -> float:
     return min(times)
 
 
+def _max_diff(a, b) -> float:
+    """The largest absolute difference between the float leaves of two pytrees."""
+    diffs = [
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y)), initial=0.0))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        if jax.dtypes.issubdtype(x.dtype, np.floating)
+    ]
+    return max(diffs, default=0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
@@ -49,6 +94,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings per case (best kept)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--fast", action="store_true", help="model.fast: the fused LSTM kernel")
+    parser.add_argument(
+        "--devices", type=int, default=1, help="also shard the seeds over N (host) devices"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file of the results")
     args = parser.parse_args()
     hidden, batch, length, steps, seeds = 32, 16, 100, args.steps, args.seeds
@@ -72,6 +120,15 @@ def main() -> None:
     one = jax.jit(train)
     many = jax.jit(jax.vmap(train))
     key = jax.random.key(0)
+    sharding = None
+    if args.devices > 1:
+        mesh = parallel.make_mesh(seeds=args.devices)  # raises if the devices do not exist
+        sharding = NamedSharding(mesh, P(parallel.SEEDS))
+        sharded = jax.jit(
+            jax.vmap(train, spmd_axis_name=parallel.SEEDS),
+            in_shardings=sharding,
+            out_shardings=sharding,
+        )
 
     rows = []
     print(
@@ -81,6 +138,7 @@ def main() -> None:
     print(
         f"{'seeds':>5} {'vmapped s':>10} {'sequential s':>13} {'runs/s vmap':>12} "
         f"{'runs/s seq':>11} {'speed-up':>9} {'GFLOP/s vmap':>13} {'GFLOP/s seq':>12}"
+        + (f" {'sharded s':>10} {'speed-up':>9} {'max diff':>9}" if sharding else "")
     )
     for n in seeds:
         keys = jax.random.split(key, n)
@@ -99,17 +157,30 @@ def main() -> None:
             "vmapped_gflops": n * steps * flops_per_update / t_vmap / 1e9,
             "sequential_gflops": n * steps * flops_per_update / t_seq / 1e9,
         }
-        rows.append(row)
-        print(
+        line = (
             f"{n:>5} {t_vmap:>10.3f} {t_seq:>13.3f} {n / t_vmap:>12.2f} {n / t_seq:>11.2f} "
             f"{row['speedup']:>8.2f}x {row['vmapped_gflops']:>13.1f} "
             f"{row['sequential_gflops']:>12.1f}"
         )
+        if sharding is not None and n % args.devices == 0:
+            sharded_keys = jax.device_put(keys, sharding)
+            diff = _max_diff(many(keys), sharded(sharded_keys))  # also compiles and warms up
+            t_sharded = _best(lambda k=sharded_keys: sharded(k), args.repeats)
+            row.update(
+                devices=args.devices,
+                sharded_s=t_sharded,
+                sharded_speedup=t_seq / t_sharded,
+                sharded_max_abs_diff=diff,
+            )
+            line += f" {t_sharded:>10.3f} {row['sharded_speedup']:>8.2f}x {diff:>9.1e}"
+        rows.append(row)
+        print(line)
 
     result = {
         "config": {
             "cell": "lstm",
             "fast": args.fast,
+            "devices": args.devices,
             "hidden_size": hidden,
             "batch_size": batch,
             "length": length,
@@ -127,7 +198,8 @@ def main() -> None:
         "jax": jax.__version__,
         "rows": rows,
     }
-    out = args.out or OUT.with_name(f"{OUT.stem}{'_fast' if args.fast else ''}.json")
+    stem = OUT.stem + (f"_devices{args.devices}" if args.devices > 1 else "")
+    out = args.out or OUT.with_name(f"{stem}{'_fast' if args.fast else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -15,6 +15,16 @@ of experiments/bench_cells.py (B=32, T=100, H=128; within this machine's noise) 
 measurable on experiments/bench_seeds.py. ``tests/test_xla.py`` re-runs the reproducer in a
 subprocess.
 
+The cause, found later with gdb on the same kind of hang (several simulated CPU devices):
+both threads of XLA:CPU's intra-op pool sat in a batched LAPACK QR (``lapack_sgeqrf_ffi``,
+the QR of a vmapped orthogonal initialisation), each waiting for the pool to run the QR's
+batch, with no free thread left to run it. The concurrency-optimised scheduler starts
+independent QRs side by side, so on 2 cores two of them fill the pool. Since then the
+orthogonal initialiser runs its QRs one matrix at a time under vmap
+(`seqjax.cells.base.one_at_a_time`), which removes the cause for training; the flag stays
+because other batched linear algebra (the eigenvalues and norms of
+`seqjax.diagnostics.jacobian_norms`) can still meet the same wait.
+
 XLA reads ``XLA_FLAGS`` once, when the first backend starts, so this works only if seqjax is
 imported before any array is created. If a backend already runs, seqjax warns instead. A flag
 the user already set in ``XLA_FLAGS`` is left as it is, and ``SEQJAX_KEEP_XLA_FLAGS=1`` turns

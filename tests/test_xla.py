@@ -75,8 +75,13 @@ REPRODUCER = textwrap.dedent(
 )
 
 
-def test_vmapped_training_runs_do_not_hang():
+@pytest.mark.parametrize("scheduler", ["off (seqjax's flag)", "on (SEQJAX_KEEP_XLA_FLAGS=1)"])
+def test_vmapped_training_runs_do_not_hang(scheduler):
+    # With the scheduler on, the batched QRs of the orthogonal initialisation hung this 4 of 4
+    # times before it ran them one at a time; now the flag is a second line of defence.
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla.OPT_OUT)}
+    if scheduler.startswith("on"):
+        env[_xla.OPT_OUT] = "1"
     try:
         out = subprocess.run(
             [sys.executable, "-c", REPRODUCER],
@@ -89,3 +94,51 @@ def test_vmapped_training_runs_do_not_hang():
         pytest.fail(f"vmapped training hung; output so far: {err.stdout!r}")
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("done") == 4
+
+
+# The cause of the hangs above, in its plainest form: a batched LAPACK QR (what jax.vmap makes
+# of an orthogonal initialisation) waits for XLA:CPU's intra-op pool from a thread of that pool.
+# With one simulated device per core (and at least 2), every pool thread ran such a QR at once
+# and this program hung on its first calls, every time on a 2-core CPU before the initialiser
+# ran its QRs one at a time (seqjax.cells.base.one_at_a_time). (With 2 or 4 matrices per device
+# it finished: the pool is only used for batches past a size.)
+SHARDED_INIT = textwrap.dedent(
+    """
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from seqjax import cells
+    from seqjax.parallel import SEEDS, make_mesh
+
+    mesh = make_mesh(seeds="auto")
+    sharding = NamedSharding(mesh, P(SEEDS))
+    cell = cells.lstm(32)
+    init = jax.jit(
+        jax.vmap(lambda k: cell.init(k, 8), spmd_axis_name=SEEDS),
+        in_shardings=sharding,
+        out_shardings=sharding,
+    )
+    for call in range(10):
+        keys = jax.random.split(jax.random.key(call), 8 * jax.device_count())
+        jax.block_until_ready(init(jax.device_put(keys, sharding)))
+        print("call", call, "done", flush=True)
+    """
+)
+
+
+def test_orthogonal_inits_sharded_over_one_device_per_core_do_not_hang():
+    devices = max(2, os.cpu_count() or 1)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", SHARDED_INIT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"sharded initialisation hung on {devices} devices; output: {err.stdout!r}")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("done") == 10

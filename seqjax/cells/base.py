@@ -61,17 +61,47 @@ def _identity(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) 
     return jnp.tile(jnp.eye(rows, dtype=dtype), (1, cols // rows))
 
 
+def one_at_a_time(fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+    """``fn`` of one array that ``jax.vmap`` runs element by element (``lax.map``), not batched.
+
+    Why: XLA:CPU runs a batched LAPACK call (a QR of ``[n, H, H]``, which is what
+    ``jax.vmap`` makes of one QR) by handing the batch to its intra-op thread pool and
+    waiting, from a thread of that same pool. When every thread of the pool waits like this,
+    nothing is left to do the work and the program hangs, with the CPU idle. That happens as
+    soon as as many programs run at once as there are pool threads (one per core): several
+    simulated CPU devices (``parallel.seeds`` / ``parallel.data`` with
+    ``--xla_force_host_platform_device_count`` at least the number of cores) each running
+    the QR of a vmapped orthogonal initialisation, or independent QRs run side by side by
+    XLA's concurrency-optimised scheduler (see `seqjax._xla`). One matrix at a time, the QR
+    runs on the calling thread and never waits on the pool. Values are the same bit for bit
+    (each element is computed by the same unbatched ``fn``); nested vmaps nest the maps. Not
+    differentiable (``custom_vmap``); it is meant for initialisers.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def call(x: jax.Array) -> jax.Array:
+        return fn(x)
+
+    @call.def_vmap
+    def _rule(axis_size: int, in_batched: list[bool], x: jax.Array) -> tuple[jax.Array, bool]:
+        del axis_size, in_batched  # one argument: it is the batched one
+        return jax.lax.map(call, x), True
+
+    return call
+
+
 def _orthogonal_blocks(
     key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32
 ) -> jax.Array:
     # An orthogonal [H, H] matrix per gate block, so each gate's recurrence is orthogonal.
+    # Each QR runs one matrix at a time under vmap (over seeds): see `one_at_a_time`.
     rows, cols = shape
     n_blocks = max(cols // rows, 1) if cols % rows == 0 else 1
     if n_blocks == 1:
-        return jax.nn.initializers.orthogonal()(key, shape, dtype)
+        return one_at_a_time(lambda k: jax.nn.initializers.orthogonal()(k, shape, dtype))(key)
+    block = one_at_a_time(lambda k: jax.nn.initializers.orthogonal()(k, (rows, rows), dtype))
     keys = jax.random.split(key, n_blocks)
-    blocks = [jax.nn.initializers.orthogonal()(k, (rows, rows), dtype) for k in keys]
-    return jnp.concatenate(blocks, axis=1)
+    return jnp.concatenate([block(k) for k in keys], axis=1)
 
 
 RECURRENT_INITS: dict[str, Callable[[], Initializer]] = {

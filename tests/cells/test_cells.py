@@ -10,6 +10,7 @@ import re
 
 import chex
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -208,6 +209,37 @@ def test_orthogonal_recurrent_blocks(case_id, key, x64):
         np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-12)
     if len(blocks) > 1:  # each block drawn independently, not one matrix repeated
         assert not np.allclose(blocks[0], blocks[1])
+
+
+QR_PRIMITIVES = ("qr", "geqrf", "householder_product")
+
+
+def _qr_operand_ranks(jaxpr) -> list[int]:
+    """The rank of the operand of every QR in a jaxpr, sub-jaxprs (scan bodies...) included."""
+    ranks = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in QR_PRIMITIVES:
+            ranks.append(eqn.invars[0].aval.ndim)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            ranks += _qr_operand_ranks(sub)
+    return ranks
+
+
+def test_vmapped_orthogonal_init_runs_one_qr_at_a_time_with_the_same_values(key):
+    # Batched QRs deadlock XLA:CPU's thread pool when several devices run them at once
+    # (seqjax.cells.base.one_at_a_time); vmap over seeds must leave each QR unbatched.
+    init = cells.base.RECURRENT_INITS["orthogonal"]()
+    keys = jax.random.split(key, 3)
+    batched = jax.jit(jax.vmap(lambda k: init(k, (H, 4 * H))))(keys)
+    for k, w_h in zip(keys, batched, strict=True):
+        blocks = [jax.nn.initializers.orthogonal()(b, (H, H)) for b in jax.random.split(k, 4)]
+        np.testing.assert_array_equal(w_h, np.concatenate(blocks, axis=1))
+    cell = cells.lstm(H)
+    ranks = _qr_operand_ranks(jax.make_jaxpr(jax.vmap(lambda k: cell.init(k, F)))(keys).jaxpr)
+    assert ranks and set(ranks) == {2}, ranks
+    # Positive control: the plain initialiser under vmap is one batched QR.
+    plain = jax.vmap(lambda k: jax.nn.initializers.orthogonal()(k, (H, H)))
+    assert _qr_operand_ranks(jax.make_jaxpr(plain)(keys).jaxpr) == [3]
 
 
 def test_irnn_recurrence_is_the_identity(key):

@@ -33,6 +33,20 @@ def test_bench_seeds_quick(tmp_path, monkeypatch):
     assert all(row["vmapped_s"] > 0 and row["sequential_s"] > 0 for row in rows)
 
 
+def test_bench_seeds_shards_the_seeds_over_two_cpu_devices(tmp_path):
+    # A fresh process: --devices sets the host device count before JAX starts its backend.
+    out = tmp_path / "seeds.json"
+    script = BENCH.parent / "bench_seeds.py"
+    args = ["--quick", "--devices", "2", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["devices"] == 2 and row["sharded_s"] > 0
+    assert row["sharded_max_abs_diff"] < 1e-5  # the same runs as the one-device vmap
+
+
 def test_profile_step_groups_the_ops_of_a_step(tmp_path):
     # A fresh process: the script sets XLA_FLAGS before JAX starts its backend.
     out = tmp_path / "profile.json"
