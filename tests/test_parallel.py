@@ -200,3 +200,38 @@ def test_two_processes_on_localhost_match_one_process(tmp_path):
     assert [r["step"] for r in hosts] == [r["step"] for r in single] == [2, 4, 4]
     for a, b in zip(hosts, single, strict=True):
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_fast_kernel_splits_a_sharded_batch_instead_of_gathering_it():
+    # The fused kernel's products over steps and examples must keep the batch axis that
+    # parallel.data splits: merging it into [T * B, F] made every device gather the whole
+    # batch and run all of it (3 all-gathers, no speed-up from data parallelism).
+    out = _python(
+        """
+        import jax.numpy as jnp
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        import seqjax
+        from seqjax.parallel import DATA, make_mesh
+
+        mesh = make_mesh(data=4)
+        cell = seqjax.lstm(6, fast=True)
+        params = cell.init(jax.random.key(0), 3)
+        xs = jax.random.normal(jax.random.key(1), (8, 5, 3))
+
+        def loss(p, xs):
+            hs = jax.vmap(lambda x: seqjax.unroll(cell, p, x)[1])(xs)
+            return jnp.sum(hs**2)
+
+        grad = jax.jit(jax.grad(loss))
+        sharded = jax.device_put(xs, NamedSharding(mesh, P(DATA)))
+        text = grad.lower(params, sharded).compile().as_text()
+        print(json.dumps({
+            "all_gathers": text.count("all-gather"),
+            "sharded": leaves(grad(params, sharded)),
+            "single": leaves(grad(params, xs)),
+        }))
+        """,
+        FOUR,
+    )
+    assert out["all_gathers"] == 0
+    _assert_close_trees(out["sharded"], out["single"])

@@ -88,9 +88,12 @@ def _where(valid: jax.Array, new: Any, old: Any) -> Any:
     )
 
 
-def _flat(a: jax.Array) -> jax.Array:
-    """``[T, B, K] -> [T * B, K]``: time and batch as one axis for the after-loop products."""
-    return a.reshape(-1, a.shape[-1])
+def _over_steps(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a [T, B, K]``, ``b [T, B, G]`` -> ``[K, G]``: the sum over steps and examples of the
+    outer products, as one product contracting time and batch. Not written as a reshape to
+    ``[T * B, K]``: that merges a batch axis split over devices (``parallel.data``) into a
+    minor position, which GSPMD can only serve by gathering the whole batch on every device."""
+    return jnp.einsum("tbk,tbg->kg", a, b)
 
 
 def _value(arg: Any) -> Any:
@@ -119,9 +122,7 @@ def _make_batched(
     gradient stops at the carry entering steps k, 2k, ... (`seqjax.unroll`'s windows)."""
 
     def forward(params, carry, xs, valid):
-        T, B, _ = xs.shape
-        zx = _flat(xs) @ params["w_i"] + params[spec.input_bias][None]
-        zx = zx.reshape(T, B, zx.shape[-1])
+        zx = jnp.einsum("tbf,fg->tbg", xs, params["w_i"]) + params[spec.input_bias][None, None]
         layout = []  # the pytree of (carry, res), recorded while tracing the body
 
         def body(c, inp):
@@ -189,15 +190,13 @@ def _make_batched(
             unroll=unroll,
         )
         dzx, dzh = (dz[0], dz[0]) if shared[-1] else dz
-        dzx2, dzh2 = _flat(dzx), _flat(dzh)
+        ones = jnp.ones((*dzx.shape[:2], 1), dzx.dtype)
         grads = {
-            "w_i": _flat(xs).T @ dzx2,
-            "w_h": _flat(spec.output(prev)).T @ dzh2,
-            # Sums over steps and examples as products with ones.
-            **spec.bias_grads(
-                jnp.ones(dzx2.shape[:1], dzx2.dtype) @ dzx2,
-                jnp.ones(dzh2.shape[:1], dzh2.dtype) @ dzh2,
-            ),
+            "w_i": _over_steps(xs, dzx),
+            "w_h": _over_steps(spec.output(prev), dzh),
+            # Sums over steps and examples as products with ones (XLA:CPU's reductions over
+            # leading axes are far slower).
+            **spec.bias_grads(_over_steps(ones, dzx)[0], _over_steps(ones, dzh)[0]),
         }
         d_params = {k: grads[k].astype(params[k].dtype) for k in params}
         d_xs = (dzx @ params["w_i"].T).astype(xs.dtype) if flag.shape[-1] else None
