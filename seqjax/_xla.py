@@ -21,9 +21,9 @@ the QR of a vmapped orthogonal initialisation), each waiting for the pool to run
 batch, with no free thread left to run it. The concurrency-optimised scheduler starts
 independent QRs side by side, so on 2 cores two of them fill the pool. Since then the
 orthogonal initialiser runs its QRs one matrix at a time under vmap
-(`seqjax.cells.base.one_at_a_time`), which removes the cause for training; the flag stays
-because other batched linear algebra (the eigenvalues and norms of
-`seqjax.diagnostics.jacobian_norms`) can still meet the same wait.
+(`seqjax.cells.base.one_at_a_time`), and so do the eigenvalues, spectral norms and QRs of
+`seqjax.diagnostics`, which removes the cause in seqjax's own programs; the flag stays for
+batched linear algebra that users add to theirs.
 
 XLA reads ``XLA_FLAGS`` once, when the first backend starts, so this works only if seqjax is
 imported before any array is created. If a backend already runs, seqjax warns instead. A flag

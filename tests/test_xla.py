@@ -119,13 +119,29 @@ SHARDED_INIT = textwrap.dedent(
     )
     for call in range(10):
         keys = jax.random.split(jax.random.key(call), 8 * jax.device_count())
-        jax.block_until_ready(init(jax.device_put(keys, sharding)))
+        params = init(jax.device_put(keys, sharding))
+        jax.block_until_ready(params)
         print("call", call, "done", flush=True)
+
+    # The diagnostics' eigenvalues, spectral norms and QRs (a run's `diagnostics:` section)
+    from seqjax.diagnostics import jacobian_norms, recurrent_spectral_radius
+
+    def diagnose(p, xs):
+        out = jacobian_norms(cell, p, xs)
+        return recurrent_spectral_radius(p), out.end_norm, out.step_radius, out.lyapunov
+
+    diag = jax.jit(jax.vmap(diagnose, spmd_axis_name=SEEDS), in_shardings=sharding,
+                   out_shardings=sharding)
+    xs = jax.device_put(jax.random.normal(jax.random.key(0), (params["w_h"].shape[0], 40, 8)),
+                        sharding)
+    for call in range(3):
+        jax.block_until_ready(diag(params, xs))
+        print("diagnostics", call, "done", flush=True)
     """
 )
 
 
-def test_orthogonal_inits_sharded_over_one_device_per_core_do_not_hang():
+def test_inits_and_diagnostics_sharded_over_one_device_per_core_do_not_hang():
     devices = max(2, os.cpu_count() or 1)
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -139,6 +155,6 @@ def test_orthogonal_inits_sharded_over_one_device_per_core_do_not_hang():
             timeout=120,
         )
     except subprocess.TimeoutExpired as err:
-        pytest.fail(f"sharded initialisation hung on {devices} devices; output: {err.stdout!r}")
+        pytest.fail(f"sharded init/diagnostics hung on {devices} devices: {err.stdout!r}")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("done") == 10
+    assert out.stdout.count("call") == 10 and out.stdout.count("diagnostics") == 3

@@ -61,7 +61,7 @@ def _identity(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) 
     return jnp.tile(jnp.eye(rows, dtype=dtype), (1, cols // rows))
 
 
-def one_at_a_time(fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], jax.Array]:
+def one_at_a_time(fn: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
     """``fn`` of one array that ``jax.vmap`` runs element by element (``lax.map``), not batched.
 
     Why: XLA:CPU runs a batched LAPACK call (a QR of ``[n, H, H]``, which is what
@@ -83,9 +83,10 @@ def one_at_a_time(fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array],
         return fn(x)
 
     @call.def_vmap
-    def _rule(axis_size: int, in_batched: list[bool], x: jax.Array) -> tuple[jax.Array, bool]:
+    def _rule(axis_size: int, in_batched: list[bool], x: jax.Array) -> tuple[Any, Any]:
         del axis_size, in_batched  # one argument: it is the batched one
-        return jax.lax.map(call, x), True
+        out = jax.lax.map(call, x)
+        return out, jax.tree.map(lambda _: True, out)
 
     return call
 

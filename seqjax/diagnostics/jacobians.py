@@ -20,13 +20,13 @@ Cost: the Jacobians take ``T * S^2`` memory and the products ``T`` matrix produc
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from seqjax.cells.base import Carry, Cell, Params
+from seqjax.cells.base import Carry, Cell, Params, one_at_a_time
 from seqjax.diagnostics._common import (
     check_sequence,
     masked_scan,
@@ -34,6 +34,23 @@ from seqjax.diagnostics._common import (
     resolve_length,
     valid_steps,
 )
+
+
+def _per_matrix(fn: Any, a: jax.Array) -> Any:
+    """``fn`` of one ``[S, S]`` matrix applied to each matrix of ``a [..., S, S]`` in turn.
+
+    Batched LAPACK calls (``eigvals``, the SVD of ``norm(ord=2)``, QR) can hang XLA:CPU when
+    every thread of its pool runs one, e.g. with one simulated device per core
+    (`seqjax.cells.base.one_at_a_time`, which this uses so that vmaps keep them unbatched).
+    Not differentiable: these are diagnostics.
+    """
+    lead = a.shape[:-2]
+    out = jax.lax.map(one_at_a_time(fn), a.reshape((-1, *a.shape[-2:])))
+    return jax.tree.map(lambda o: o.reshape(lead + o.shape[1:]), out)
+
+
+def _spectral_norm(m: jax.Array) -> jax.Array:
+    return jnp.linalg.norm(m, ord=2)
 
 
 class JacobianNorms(NamedTuple):
@@ -134,7 +151,7 @@ def lyapunov_exponents(jacs: jax.Array, num_steps: int | jax.Array | None = None
     """
 
     def body(q: jax.Array, jac: jax.Array) -> tuple[jax.Array, jax.Array]:
-        q, r = jnp.linalg.qr(jac @ q)
+        q, r = one_at_a_time(jnp.linalg.qr)(jac @ q)
         return q, jnp.log(jnp.abs(jnp.diagonal(r)))
 
     eye = jnp.eye(jacs.shape[-1], dtype=jacs.dtype)
@@ -160,7 +177,7 @@ def recurrent_eigenvalues(params: Params, key: str = "w_h") -> jax.Array:
         )
     hidden = w.shape[0]
     blocks = w.reshape(hidden, w.shape[1] // hidden, hidden).transpose(1, 0, 2)
-    return jnp.linalg.eigvals(blocks)
+    return _per_matrix(jnp.linalg.eigvals, blocks)
 
 
 def recurrent_spectral_radius(params: Params, key: str = "w_h") -> jax.Array:
@@ -199,12 +216,12 @@ def jacobian_norms(
     n_valid = resolve_length(length, num_steps, "jacobian_norms")
     valid = valid_steps(num_steps, n_valid)
     jacs = step_jacobians(cell, params, xs, length=n_valid, carry=carry)
-    eigs = jnp.linalg.eigvals(jacs)
+    eigs = _per_matrix(jnp.linalg.eigvals, jacs)
     zero = jnp.zeros((num_steps,), jacs.dtype)
-    end_norm = jnp.linalg.norm(end_jacobians(jacs), ord=2, axis=(-2, -1))
+    end_norm = _per_matrix(_spectral_norm, end_jacobians(jacs))
     return JacobianNorms(
         end_norm=jnp.where(valid, end_norm, zero),
-        step_norm=jnp.where(valid, jnp.linalg.norm(jacs, ord=2, axis=(-2, -1)), zero),
+        step_norm=jnp.where(valid, _per_matrix(_spectral_norm, jacs), zero),
         step_radius=jnp.where(valid, jnp.max(jnp.abs(eigs), axis=-1), zero),
         step_eigenvalues=jnp.where(valid[:, None], eigs, jnp.zeros_like(eigs)),
         lyapunov=lyapunov_exponents(jacs, n_valid),
