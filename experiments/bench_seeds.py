@@ -35,22 +35,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
-
-def _devices_flag(argv: list[str]) -> int:
-    """``--devices N`` read before JAX starts: the host device count must be set first."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--devices="):
-            return int(arg.split("=", 1)[1])
-        if arg == "--devices" and i + 1 < len(argv):
-            return int(argv[i + 1])
-    return 1
-
-
-if (_DEVICES := _devices_flag(sys.argv[1:])) > 1:
+_PRE = argparse.ArgumentParser(add_help=False)
+_PRE.add_argument("--devices", type=int, default=1)
+# ``--devices N`` is read before JAX starts: the host device count must be set first.
+if (_DEVICES := _PRE.parse_known_args()[0].devices) > 1:
     os.environ["XLA_FLAGS"] = (
         f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={_DEVICES}"
     ).strip()

@@ -50,6 +50,18 @@ def test_import_seqjax_sets_the_flag_in_a_fresh_process():
     assert out.stdout.strip() == FLAG
 
 
+def _run_unless_it_hangs(code: str, env: dict[str, str], what: str):
+    """Runs ``code`` in a fresh interpreter; a timeout (the hang) fails with how far it got."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"{what} hung; output so far: {err.stdout!r}")
+    assert out.returncode == 0, out.stderr
+    return out
+
+
 # Without the flag, this program hung on its second or third call in 7 of 8 trials on a 2-core
 # CPU (jaxlib 0.10.2): all XLA workers idle, the caller blocked in block_until_ready.
 REPRODUCER = textwrap.dedent(
@@ -82,17 +94,7 @@ def test_vmapped_training_runs_do_not_hang(scheduler):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla.OPT_OUT)}
     if scheduler.startswith("on"):
         env[_xla.OPT_OUT] = "1"
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", REPRODUCER],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except subprocess.TimeoutExpired as err:  # the hang: report how far it got
-        pytest.fail(f"vmapped training hung; output so far: {err.stdout!r}")
-    assert out.returncode == 0, out.stderr
+    out = _run_unless_it_hangs(REPRODUCER, env, "vmapped training")
     assert out.stdout.count("done") == 4
 
 
@@ -146,15 +148,5 @@ def test_inits_and_diagnostics_sharded_over_one_device_per_core_do_not_hang():
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", SHARDED_INIT],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    except subprocess.TimeoutExpired as err:
-        pytest.fail(f"sharded init/diagnostics hung on {devices} devices: {err.stdout!r}")
-    assert out.returncode == 0, out.stderr
+    out = _run_unless_it_hangs(SHARDED_INIT, env, f"sharded init/diagnostics on {devices} devices")
     assert out.stdout.count("call") == 10 and out.stdout.count("diagnostics") == 3
