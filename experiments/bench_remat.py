@@ -1,6 +1,6 @@
 """Keep or recompute each step's activations? The training step with ``remat="step"`` vs without.
 
-    .venv/bin/python experiments/bench_remat.py            # the grid below, ~3 min on 2 cores
+    .venv/bin/python experiments/bench_remat.py            # the grid below, ~2 min on 2 cores
     .venv/bin/python experiments/bench_remat.py --quick    # smoke test, seconds
 
 Autodiff through ``lax.scan`` stacks a dozen residuals per step (gates, their derivatives'
@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> dict:
             (kind, (B, 200, 8, H))
             for kind in ("lstm", "gru", "rnn")
             for H in (32, 64, 128, 256)
+            for B in (16, 64)
+        ] + [  # where the gated cells' rule changes: sequence length, at small H
+            (kind, (B, T, 8, H))
+            for kind in ("lstm", "gru")
+            for T in (50, 100, 500)
+            for H in (32, 64)
             for B in (16, 64)
         ]
     rows = []

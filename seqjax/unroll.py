@@ -19,8 +19,9 @@ with these options, none of which changes the forward numbers:
   carries at window boundaries and recomputes the inside of a window, trading compute for
   memory on long sequences. ``remat=True`` uses windows of about sqrt(T) steps; an int sets it.
   ``remat="step"`` checkpoints every step instead (the backward pass keeps only each step's
-  carry and input), which on XLA:CPU is faster for small cells on long sequences; the default
-  ``"auto"`` chooses it there (`auto_remat`).
+  carry and input), which on XLA:CPU is faster for small cells (LSTM and GRU from about 100
+  steps, other cells on long sequences); the default ``"auto"`` chooses it there
+  (`auto_remat`).
 * ``unroll``: the ``unroll`` factor of ``lax.scan`` (more code, fewer loop iterations).
 
 Compile time does not grow with T: the loop is a ``lax.scan`` whatever the options.
@@ -62,6 +63,8 @@ def _check_positive_int(value: Any, name: str) -> None:
 
 AUTO_STEP_REMAT_MIN_STEPS = 1000
 AUTO_STEP_REMAT_MAX_HIDDEN = 64
+AUTO_STEP_REMAT_GATED = ("lstm", "gru")
+AUTO_STEP_REMAT_MIN_STEPS_GATED = 100
 
 
 def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
@@ -69,17 +72,28 @@ def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
 
     Autodiff through ``lax.scan`` stacks about a dozen residuals per step for the backward
     pass; on XLA:CPU those writes cost more than recomputing a small step. Measured with
-    experiments/bench_remat.py (2-core AMD EPYC, jax 0.10.2; training step time with
-    ``"step"`` over without): LSTM and GRU with H <= 64 at T = 1000-2000 steps 0.67-0.82
-    (B = 16 and 64), at T <= 500 0.73-1.06 (mostly ties), at H = 128 and T = 2000 1.01; the
-    tanh RNN 0.93 at H = 64, T = 2000. So: ``"step"`` on the CPU backend for sequences of at
-    least `AUTO_STEP_REMAT_MIN_STEPS` steps and cells of at most `AUTO_STEP_REMAT_MAX_HIDDEN`
-    units, unless the cell has its own fast path (``cell.scan``); False otherwise (GPUs and
-    TPUs were not measured).
+    experiments/bench_remat.py (training step time with ``"step"`` over without; jax 0.10.2,
+    2 cores), on two CPUs:
+
+    * LSTM and GRU (``cell.name`` in `AUTO_STEP_REMAT_GATED`), H <= 64, B = 16 and 64: at
+      T = 100-500 on an Intel Xeon, GRU 0.64-0.92 and LSTM 0.59-1.04 (one of 12 above 1); at
+      T = 200 on an AMD EPYC 0.73-1.03, at T = 1000-2000 0.67-0.82; at T = 20-50 the LSTM
+      ties (0.81-1.05 on the Intel machine). Whole 200-step runs of the adding task (LSTM,
+      H=32, B=16, T=100) took 0.30 s instead of 0.37-0.39 s there.
+    * the tanh RNN: 0.92-1.31 at T = 200 on the two machines (mostly a loss), 0.93 at
+      H = 64, T = 2000.
+    * H >= 128, LSTM and GRU at T = 200: 0.88-1.08 (ties).
+
+    So on the CPU backend: ``"step"`` for cells of at most `AUTO_STEP_REMAT_MAX_HIDDEN` units
+    over at least `AUTO_STEP_REMAT_MIN_STEPS_GATED` steps if the cell is an LSTM or GRU, or at
+    least `AUTO_STEP_REMAT_MIN_STEPS` steps otherwise, unless the cell has its own fast path
+    (``cell.scan``); False otherwise (GPUs and TPUs were not measured).
     """
     if cell.scan is not None and unroll == 1:
         return False
-    if num_steps < AUTO_STEP_REMAT_MIN_STEPS or cell.hidden_size > AUTO_STEP_REMAT_MAX_HIDDEN:
+    gated = cell.name in AUTO_STEP_REMAT_GATED
+    min_steps = AUTO_STEP_REMAT_MIN_STEPS_GATED if gated else AUTO_STEP_REMAT_MIN_STEPS
+    if num_steps < min_steps or cell.hidden_size > AUTO_STEP_REMAT_MAX_HIDDEN:
         return False
     return "step" if jax.default_backend() == "cpu" else False
 

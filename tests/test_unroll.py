@@ -24,7 +24,12 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from seqjax import cells, unroll
-from seqjax.unroll import AUTO_STEP_REMAT_MAX_HIDDEN, AUTO_STEP_REMAT_MIN_STEPS, auto_remat
+from seqjax.unroll import (
+    AUTO_STEP_REMAT_MAX_HIDDEN,
+    AUTO_STEP_REMAT_MIN_STEPS,
+    AUTO_STEP_REMAT_MIN_STEPS_GATED,
+    auto_remat,
+)
 
 H = 4  # hidden size
 F = 3  # input size
@@ -410,14 +415,21 @@ def test_remat_is_rematerialised(core_case):
 
 
 def test_auto_remat_follows_the_measured_rule():
-    small, wide = cells.lstm(H), cells.lstm(AUTO_STEP_REMAT_MAX_HIDDEN + 1)
-    n = AUTO_STEP_REMAT_MIN_STEPS
     on_cpu = jax.default_backend() == "cpu"
-    assert auto_remat(small, n) == ("step" if on_cpu else False)
-    assert auto_remat(small, n - 1) is False
-    assert auto_remat(wide, n) is False
+    step = "step" if on_cpu else False
+    wide = AUTO_STEP_REMAT_MAX_HIDDEN + 1
+    n, n_gated = AUTO_STEP_REMAT_MIN_STEPS, AUTO_STEP_REMAT_MIN_STEPS_GATED
+    for gated in (cells.lstm(H), cells.gru(H)):  # from about 100 steps
+        assert auto_remat(gated, n_gated) == step
+        assert auto_remat(gated, n_gated - 1) is False
+    for plain in (cells.rnn(H), cells.irnn(H)):  # only on long sequences
+        assert auto_remat(plain, n_gated) is False
+        assert auto_remat(plain, n - 1) is False
+        assert auto_remat(plain, n) == step
+    for big in (cells.lstm(wide), cells.gru(wide), cells.rnn(wide)):
+        assert auto_remat(big, n) is False
     assert auto_remat(cells.lstm(H, fast=True), n) is False  # own fast path
-    assert auto_remat(cells.lstm(H, fast=True), n, unroll=2) == ("step" if on_cpu else False)
+    assert auto_remat(cells.lstm(H, fast=True), n, unroll=2) == step
 
 
 def test_unknown_remat_string(lstm_case):
