@@ -75,14 +75,14 @@ def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
     experiments/bench_remat.py (training step time with ``"step"`` over without; jax 0.10.2,
     2 cores), on two CPUs:
 
-    * LSTM and GRU (``cell.name`` in `AUTO_STEP_REMAT_GATED`), H <= 64, B = 16 and 64: at
-      T = 100-500 on an Intel Xeon, GRU 0.64-0.92 and LSTM 0.59-1.04 (one of 12 above 1); at
-      T = 200 on an AMD EPYC 0.73-1.03, at T = 1000-2000 0.67-0.82; at T = 20-50 the LSTM
-      ties (0.81-1.05 on the Intel machine). Whole 200-step runs of the adding task (LSTM,
-      H=32, B=16, T=100) took 0.30 s instead of 0.37-0.39 s there.
-    * the tanh RNN: 0.92-1.31 at T = 200 on the two machines (mostly a loss), 0.93 at
+    * LSTM and GRU (``cell.name`` in `AUTO_STEP_REMAT_GATED`), H <= 64, B = 16 and 64, two
+      runs of the grid on an Intel Xeon: GRU 0.64-0.93 at T = 50-500; LSTM 0.59-1.00 at
+      T = 200-500 and a tie at T = 50-100 (0.81-1.05), but whole 200-step runs of the adding
+      task (LSTM, H=32, B=16, T=100) took 0.30 s instead of 0.37-0.39 s. On an AMD EPYC,
+      0.73-1.03 at T = 200 and 0.67-0.82 at T = 1000-2000.
+    * the tanh RNN: 0.89-1.31 at T = 200 on the two machines (mostly a loss), 0.93 at
       H = 64, T = 2000.
-    * H >= 128, LSTM and GRU at T = 200: 0.88-1.08 (ties).
+    * H >= 128, LSTM and GRU at T = 200: 0.87-1.08 (ties).
 
     So on the CPU backend: ``"step"`` for cells of at most `AUTO_STEP_REMAT_MAX_HIDDEN` units
     over at least `AUTO_STEP_REMAT_MIN_STEPS_GATED` steps if the cell is an LSTM or GRU, or at
