@@ -4,6 +4,7 @@
     .venv/bin/python experiments/bench_seeds.py --quick    # smoke test, seconds
     .venv/bin/python experiments/bench_seeds.py --fast     # the fused cells (model.fast)
     .venv/bin/python experiments/bench_seeds.py --devices 2  # also: seeds sharded over 2 CPUs
+    .venv/bin/python experiments/bench_seeds.py --shape 64,64,150  # H,B,T of configs/adding
 
 The model is the small LSTM that synthetic-task research trains by the hundred (H=32, B=16,
 T=100, the adding task, Adam). Each timing is a whole run, ``train(key)`` of
@@ -26,7 +27,7 @@ must equal the vmapped ones (the largest difference is printed and written). See
 that N does not divide are not sharded.
 
 Writes ``experiments/results/bench_seeds.json`` (``bench_seeds_fast.json`` with ``--fast``,
-``bench_seeds_devices{N}[_fast].json`` with ``--devices``).
+``bench_seeds_devices{N}[_fast].json`` with ``--devices``; ``--shape`` adds ``_H-B-T``).
 """
 
 from __future__ import annotations
@@ -88,9 +89,16 @@ def main() -> None:
     parser.add_argument(
         "--devices", type=int, default=1, help="also shard the seeds over N (host) devices"
     )
+    parser.add_argument(
+        "--shape", default="32,16,100", help="H,B,T of the LSTM runs (hidden, batch, length)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file of the results")
     args = parser.parse_args()
-    hidden, batch, length, steps, seeds = 32, 16, 100, args.steps, args.seeds
+    try:
+        hidden, batch, length = (int(v) for v in args.shape.split(","))
+    except ValueError:
+        parser.error(f"--shape {args.shape!r}: expected three integers H,B,T")
+    steps, seeds = args.steps, args.seeds
     if args.quick:
         hidden, batch, length, steps, seeds = 8, 4, 10, 5, [2]
         args.repeats = 2
@@ -190,6 +198,8 @@ def main() -> None:
         "rows": rows,
     }
     stem = OUT.stem + (f"_devices{args.devices}" if args.devices > 1 else "")
+    if args.shape != parser.get_default("shape"):
+        stem += "_" + args.shape.replace(",", "-")
     out = args.out or OUT.with_name(f"{stem}{'_fast' if args.fast else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
