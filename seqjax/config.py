@@ -518,10 +518,28 @@ class ParallelConfig:
         ``"auto"``: every device not used by ``seeds``. 1: no data parallelism.
       seeds: devices that split the seed axis (each trains its share of the seeds, vmapped),
         or ``"auto"``: every device not used by ``data``. 1: every seed on each device.
+      seed_batch: how many runs (seeds, times the grid of a sweep) train at once: the runs go
+        through in groups of this many, each group vmapped and the groups one after another
+        in the same program (``jax.lax.map(..., batch_size=seed_batch)``). It bounds the
+        memory of many runs, and on a small CPU it avoids vmapping models whose vmapped
+        steps XLA:CPU splits over its threads at a loss (README, "Scaling up"). None: all
+        runs at once. Not with ``seeds`` over several devices.
     """
 
     data: PositiveInt | Literal["auto"] = 1
     seeds: PositiveInt | Literal["auto"] = 1
+    seed_batch: PositiveInt | None = None
+
+    @field_validator("seed_batch")
+    @classmethod
+    def _batch_on_one_seed_device(cls, v: int | None, info: ValidationInfo) -> int | None:
+        seeds = info.data.get("seeds")
+        if v is not None and isinstance(seeds, int) and seeds > 1:
+            raise ValueError(
+                f"seed_batch={v} runs groups of runs one after another on one device; it "
+                f"cannot be combined with seeds={seeds} devices (use one or the other)"
+            )
+        return v
 
     @field_validator("seeds")
     @classmethod

@@ -37,6 +37,7 @@ from seqjax.parallel import (
     SEEDS,
     agree_on_path,
     is_main_process,
+    map_runs,
     mesh_from_config,
     put_runs,
     replicated,
@@ -315,9 +316,11 @@ class Experiment:
             return shard_trainer(grid_trainer(self.cfg, spmd_axis_name=axis), self.mesh)
         t = self.trainer
 
+        batch = self.cfg.parallel.seed_batch
+
         def run(state, data_key, num_steps):
             one = lambda s, k: t.run(s, k, num_steps)  # noqa: E731
-            return jax.vmap(one, spmd_axis_name=axis)(state, data_key)
+            return map_runs(one, (state, data_key), batch=batch, spmd_axis_name=axis)
 
         trainer = t._replace(
             init=jax.jit(jax.vmap(t.init, spmd_axis_name=axis)),

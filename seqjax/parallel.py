@@ -40,6 +40,7 @@ __all__ = [
     "initialize",
     "is_main_process",
     "make_mesh",
+    "map_runs",
     "mesh_from_config",
     "put_runs",
     "replicated",
@@ -110,6 +111,11 @@ def mesh_from_config(
     seeds, data = mesh.shape[SEEDS], mesh.shape[DATA]
     if seeds * data == 1:
         return None
+    if seeds > 1 and cfg.seed_batch is not None:
+        raise ValueError(
+            f"parallel.seed_batch={cfg.seed_batch} runs groups of runs one after another on one "
+            f"device; it cannot be combined with parallel.seeds={seeds} devices"
+        )
     if num_runs is not None and num_runs % seeds:
         raise ValueError(
             f"parallel.seeds={seeds} devices must divide the {num_runs} runs (seeds x sweep "
@@ -121,6 +127,24 @@ def mesh_from_config(
             f"batch size that is a multiple of {data}"
         )
     return mesh
+
+
+def map_runs(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    *,
+    batch: int | None = None,
+    spmd_axis_name: str | None = None,
+) -> Any:
+    """``fn`` over the leading run axis of every leaf of ``args``: all runs at once
+    (``jax.vmap``, split over the mesh axis ``spmd_axis_name``), or with ``batch``, groups
+    of ``batch`` runs vmapped, one group after another (``jax.lax.map``; the config key
+    ``parallel.seed_batch``). Both give the same runs; only memory and speed differ."""
+    if batch is None:
+        return jax.vmap(fn, spmd_axis_name=spmd_axis_name)(*args)
+    if spmd_axis_name is not None:
+        raise ValueError("map_runs: batch and spmd_axis_name cannot be combined")
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=batch)
 
 
 def shard_batch_fn(sample_batch: Callable[[jax.Array], Any], mesh: Mesh | None) -> Callable:

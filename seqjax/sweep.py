@@ -53,6 +53,7 @@ from seqjax.config import (
     dump_config,
     parse_yaml,
 )
+from seqjax.parallel import map_runs
 from seqjax.train import Trainer, get_optimizer, optimizer_from_config, schedule_from_config
 
 __all__ = [
@@ -282,7 +283,12 @@ def grid_trainer(cfg: ExperimentConfig, *, spmd_axis_name: str | None = None) ->
         def one(s, d, h):
             return _trainer_at(cfg, h).run(s, d, num_steps)
 
-        return jax.vmap(one, spmd_axis_name=spmd_axis_name)(state, data_key, hyper)
+        return map_runs(
+            one,
+            (state, data_key, hyper),
+            batch=cfg.parallel.seed_batch,
+            spmd_axis_name=spmd_axis_name,
+        )
 
     return Trainer(
         init=jax.jit(init),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import jax
+import jax.extend
 import numpy as np
 import pytest
 
@@ -206,3 +207,52 @@ def test_train_refuses_a_shape_sweep(tmp_path, capsys):
     code = cli.main(["train", str(config), "--out", str(tmp_path), "--no-progress"])
     _, err = capsys.readouterr()
     assert code == 2 and "seqjax sweep" in err
+
+
+def _count_loops(fn, *args) -> int:
+    """While loops and scans in the jaxpr of ``fn(*args)``, nested ones included."""
+
+    def count(jaxpr) -> int:
+        n = 0
+        for eqn in jaxpr.eqns:
+            n += eqn.primitive.name in ("scan", "while")
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                n += count(sub)
+        return n
+
+    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"seeds": [0, 1, 2]},  # 3 runs in groups of 2: one group and a remainder
+        {"sweep": {"optimizer.learning_rate": [1e-2, 3e-1]}},  # grid x seeds = 4 runs
+    ],
+    ids=["seeds", "sweep"],
+)
+def test_seed_batch_trains_the_same_runs_in_groups(sections):
+    grouped_cfg = _config(**sections, parallel={"seed_batch": 2})
+    params, metrics = _train(grouped_cfg)
+    ref_params, ref_metrics = _train(_config(**sections))
+    assert metrics["loss"].shape == ref_metrics["loss"].shape
+    np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5, atol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
+    )
+    # ... and the groups do go through a loop of their own (jax.lax.map), not one vmap (a
+    # remainder group repeats the run's body, so the count is not just one more).
+    runs = []
+    for cfg in (grouped_cfg, _config(**sections)):
+        exp = Experiment(cfg)
+        trainer = exp.vmapped_trainer()
+        state, data_keys = trainer.init(exp.seed_keys())
+        runs.append(_count_loops(lambda s, k, t=trainer: t.run(s, k, 1), state, data_keys))
+    assert runs[0] > runs[1]
+
+
+def test_seed_batch_with_seeds_over_devices_is_an_error():
+    with pytest.raises(ConfigError, match=r"parallel\.seed_batch.*seeds=2"):
+        _config(parallel={"seeds": 2, "seed_batch": 2})
+    with pytest.raises(ConfigError, match=r"parallel\.seed_batch"):
+        _config(parallel={"seed_batch": 0})
