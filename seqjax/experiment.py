@@ -8,7 +8,8 @@ everything else in seqjax takes explicit arguments.
     run_dir = run_experiment(cfg, "runs")
 
 All seeds of ``cfg.seeds`` train at once: the whole trainer is ``jax.vmap``-ed over the seed
-axis, so one compiled program runs them all, and every metric carries a leading seed axis.
+axis, so one compiled program runs them all, and every metric carries a leading seed axis
+(``parallel.seed_batch: k``: k at a time, the groups one after another in that program).
 """
 
 from __future__ import annotations
