@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import jax
-import jax.extend
 import numpy as np
 import pytest
+from jaxpr_walk import all_eqns
 
 from seqjax import cli
 from seqjax.config import ConfigError, config_from_data
@@ -211,16 +211,8 @@ def test_train_refuses_a_shape_sweep(tmp_path, capsys):
 
 def _count_loops(fn, *args) -> int:
     """While loops and scans in the jaxpr of ``fn(*args)``, nested ones included."""
-
-    def count(jaxpr) -> int:
-        n = 0
-        for eqn in jaxpr.eqns:
-            n += eqn.primitive.name in ("scan", "while")
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                n += count(sub)
-        return n
-
-    return count(jax.make_jaxpr(fn)(*args).jaxpr)
+    eqns = all_eqns(jax.make_jaxpr(fn)(*args).jaxpr)
+    return sum(eqn.primitive.name in ("scan", "while") for eqn in eqns)
 
 
 @pytest.mark.parametrize(

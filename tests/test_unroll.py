@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from jaxpr_walk import all_eqns
 
 from seqjax import cells, unroll
 from seqjax.unroll import (
@@ -403,7 +404,7 @@ def test_remat_is_rematerialised(core_case):
             return per_step_loss(*unroll(c.cell, p, c.xs, c.carry, **options))
 
         jaxpr = jax.make_jaxpr(jax.grad(loss))(c.params)
-        return {eqn.primitive.name for eqn in _all_eqns(jaxpr.jaxpr)}
+        return {eqn.primitive.name for eqn in all_eqns(jaxpr.jaxpr)}
 
     def has_checkpoint(names):
         return any(name.startswith(("remat", "checkpoint")) for name in names)
@@ -500,17 +501,6 @@ def test_no_retrace_on_new_values(core_case):
     assert not np.allclose(first[0], second[0])  # the new values really went through
 
 
-def _all_eqns(jaxpr):
-    """Every equation of a jaxpr, including those of sub-jaxprs (scan bodies, remat, ...)."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, tuple | list) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    yield from _all_eqns(inner)
-
-
 # (options, two sequence lengths). The lengths share their remainders modulo the windows and
 # the unroll factor, which decide whether a padded last window or a scan remainder exists.
 COMPILE_CASES = [
@@ -542,7 +532,7 @@ def test_program_size_does_not_grow_with_length(case_id, options, lengths):
         jaxpr = jax.make_jaxpr(jax.grad(loss))(params, xs)
         hlo = jax.jit(jax.grad(loss)).lower(params, xs).as_text()
         # numbers (shapes, constants, source lines) differ with T; the program must not.
-        return sum(1 for _ in _all_eqns(jaxpr.jaxpr)), len(re.sub(r"\d+", "0", hlo))
+        return sum(1 for _ in all_eqns(jaxpr.jaxpr)), len(re.sub(r"\d+", "0", hlo))
 
     short, long = sizes(lengths[0]), sizes(lengths[1])
     assert short == long

@@ -10,10 +10,10 @@ import re
 
 import chex
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxpr_walk import all_eqns
 
 from seqjax import cells
 
@@ -216,13 +216,7 @@ QR_PRIMITIVES = ("qr", "geqrf", "householder_product")
 
 def _qr_operand_ranks(jaxpr) -> list[int]:
     """The rank of the operand of every QR in a jaxpr, sub-jaxprs (scan bodies...) included."""
-    ranks = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name in QR_PRIMITIVES:
-            ranks.append(eqn.invars[0].aval.ndim)
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            ranks += _qr_operand_ranks(sub)
-    return ranks
+    return [e.invars[0].aval.ndim for e in all_eqns(jaxpr) if e.primitive.name in QR_PRIMITIVES]
 
 
 def test_vmapped_orthogonal_init_runs_one_qr_at_a_time_with_the_same_values(key):
