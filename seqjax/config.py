@@ -523,23 +523,13 @@ class ParallelConfig:
         in the same program (``jax.lax.map(..., batch_size=seed_batch)``). It bounds the
         memory of many runs, and on a small CPU it avoids vmapping models whose vmapped
         steps XLA:CPU splits over its threads at a loss (README, "Scaling up"). None: all
-        runs at once. Not with ``seeds`` over several devices.
+        runs at once. With ``seeds`` over several devices, each device trains its share of
+        the runs this many at a time.
     """
 
     data: PositiveInt | Literal["auto"] = 1
     seeds: PositiveInt | Literal["auto"] = 1
     seed_batch: PositiveInt | None = None
-
-    @field_validator("seed_batch")
-    @classmethod
-    def _batch_on_one_seed_device(cls, v: int | None, info: ValidationInfo) -> int | None:
-        seeds = info.data.get("seeds")
-        if v is not None and isinstance(seeds, int) and seeds > 1:
-            raise ValueError(
-                f"seed_batch={v} runs groups of runs one after another on one device; it "
-                f"cannot be combined with seeds={seeds} devices (use one or the other)"
-            )
-        return v
 
     @field_validator("seeds")
     @classmethod

@@ -9,7 +9,8 @@ everything else in seqjax takes explicit arguments.
 
 All seeds of ``cfg.seeds`` train at once: the whole trainer is ``jax.vmap``-ed over the seed
 axis, so one compiled program runs them all, and every metric carries a leading seed axis
-(``parallel.seed_batch: k``: k at a time, the groups one after another in that program).
+(``parallel.seed_batch: k``: k at a time, the groups one after another in that program; with
+the seeds over several devices, k at a time on each).
 """
 
 from __future__ import annotations
@@ -314,14 +315,16 @@ class Experiment:
         if self.cfg.sweep:
             from seqjax.sweep import grid_trainer
 
-            return shard_trainer(grid_trainer(self.cfg, spmd_axis_name=axis), self.mesh)
+            return shard_trainer(grid_trainer(self.cfg, mesh=self.mesh), self.mesh)
         t = self.trainer
 
         batch = self.cfg.parallel.seed_batch
 
         def run(state, data_key, num_steps):
             one = lambda s, k: t.run(s, k, num_steps)  # noqa: E731
-            return map_runs(one, (state, data_key), batch=batch, spmd_axis_name=axis)
+            return map_runs(
+                one, (state, data_key), batch=batch, spmd_axis_name=axis, mesh=self.mesh
+            )
 
         trainer = t._replace(
             init=jax.jit(jax.vmap(t.init, spmd_axis_name=axis)),

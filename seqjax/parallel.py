@@ -111,11 +111,6 @@ def mesh_from_config(
     seeds, data = mesh.shape[SEEDS], mesh.shape[DATA]
     if seeds * data == 1:
         return None
-    if seeds > 1 and cfg.seed_batch is not None:
-        raise ValueError(
-            f"parallel.seed_batch={cfg.seed_batch} runs groups of runs one after another on one "
-            f"device; it cannot be combined with parallel.seeds={seeds} devices"
-        )
     if num_runs is not None and num_runs % seeds:
         raise ValueError(
             f"parallel.seeds={seeds} devices must divide the {num_runs} runs (seeds x sweep "
@@ -135,16 +130,38 @@ def map_runs(
     *,
     batch: int | None = None,
     spmd_axis_name: str | None = None,
+    mesh: Mesh | None = None,
 ) -> Any:
     """``fn`` over the leading run axis of every leaf of ``args``: all runs at once
     (``jax.vmap``, split over the mesh axis ``spmd_axis_name``), or with ``batch``, groups
     of ``batch`` runs vmapped, one group after another (``jax.lax.map``; the config key
-    ``parallel.seed_batch``). Both give the same runs; only memory and speed differ."""
+    ``parallel.seed_batch``). Both give the same runs; only memory and speed differ.
+
+    With both ``batch`` and ``spmd_axis_name``, each device of that axis of ``mesh`` takes its
+    contiguous share of the runs and trains it ``batch`` runs at a time (``jax.shard_map``,
+    manual over that axis only, so the other axes, `DATA`, stay with the compiler).
+    """
     if batch is None:
         return jax.vmap(fn, spmd_axis_name=spmd_axis_name)(*args)
-    if spmd_axis_name is not None:
-        raise ValueError("map_runs: batch and spmd_axis_name cannot be combined")
-    return jax.lax.map(lambda a: fn(*a), args, batch_size=batch)
+
+    def grouped(*a: Any) -> Any:
+        return jax.lax.map(lambda x: fn(*x), a, batch_size=batch)
+
+    if spmd_axis_name is None:
+        return grouped(*args)
+    if mesh is None:
+        raise ValueError("map_runs: batch with spmd_axis_name needs the mesh that names the axis")
+    runs = P(spmd_axis_name)
+    # check_vma=False: the trainer's scans start from carries that do not vary over the
+    # axis; every run is independent, so there is nothing for the check to find.
+    return jax.shard_map(
+        grouped,
+        mesh=mesh,
+        in_specs=runs,
+        out_specs=runs,
+        axis_names=frozenset({spmd_axis_name}),
+        check_vma=False,
+    )(*args)
 
 
 def shard_batch_fn(sample_batch: Callable[[jax.Array], Any], mesh: Mesh | None) -> Callable:
@@ -159,7 +176,10 @@ def shard_batch_fn(sample_batch: Callable[[jax.Array], Any], mesh: Mesh | None) 
 
     def sample(key: jax.Array) -> Any:
         batch = sample_batch(key)
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+        # Inside `map_runs`'s shard_map (manual over `SEEDS`) the constraint must name the
+        # context mesh, whose seed axis is manual there; a bare spec does.
+        here = sharding if jax.sharding.get_abstract_mesh().empty else P(DATA)
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, here), batch)
 
     return sample
 

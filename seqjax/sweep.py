@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from seqjax.config import (
     ConfigError,
@@ -53,7 +54,7 @@ from seqjax.config import (
     dump_config,
     parse_yaml,
 )
-from seqjax.parallel import map_runs
+from seqjax.parallel import SEEDS, map_runs
 from seqjax.train import Trainer, get_optimizer, optimizer_from_config, schedule_from_config
 
 __all__ = [
@@ -246,15 +247,16 @@ def _trainer_at(cfg: ExperimentConfig, hyper: dict[str, jax.Array]) -> Trainer:
     return Experiment(shadow, optimizer=optimizer).trainer
 
 
-def grid_trainer(cfg: ExperimentConfig, *, spmd_axis_name: str | None = None) -> Trainer:
+def grid_trainer(cfg: ExperimentConfig, *, mesh: Mesh | None = None) -> Trainer:
     """The trainer over the leading ``[grid * seeds]`` axis of a one-program sweep.
 
     ``init(keys [grid * seeds])`` and ``run(state, data_keys, num_steps)`` are jitted, like
     ``Experiment.vmapped_trainer``'s; run ``i`` trains grid cell ``i // len(cfg.seeds)``.
     Keys come from ``Experiment.seed_keys``, so every cell sees the same seeds and batches.
-    ``spmd_axis_name`` names the mesh axis of the run axis (`seqjax.parallel`).
+    With a ``mesh`` the run axis is split over its `SEEDS` axis (`seqjax.parallel`).
     """
     check_one_program(cfg)
+    spmd_axis_name = None if mesh is None else SEEDS
     cells = grid_cells(cfg)
     n = len(cfg.seeds)
     hyper = {key: jnp.repeat(jnp.asarray([float(c[key]) for c in cells]), n) for key in cells[0]}
@@ -288,6 +290,7 @@ def grid_trainer(cfg: ExperimentConfig, *, spmd_axis_name: str | None = None) ->
             (state, data_key, hyper),
             batch=cfg.parallel.seed_batch,
             spmd_axis_name=spmd_axis_name,
+            mesh=mesh,
         )
 
     return Trainer(

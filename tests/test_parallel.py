@@ -71,8 +71,18 @@ def four_devices():
     return _python(
         """
         out = {"devices": jax.device_count()}
-        for name, parallel in [("single", {}), ("data", {"data": 4}), ("seeds", {"seeds": 4})]:
-            exp, result = train(parallel)
+        cases = [
+            ("single", {}),
+            ("data", {"data": 4}),
+            ("seeds", {"seeds": 4}),
+            # Each of 2 seed devices trains its 2 runs one at a time (shard_map + lax.map),
+            # with the batch split over the 2 data devices inside.
+            ("grouped", {"seeds": 2, "data": 2, "seed_batch": 1}),
+        ]
+        lrs = {"sweep": {"optimizer.learning_rate": [1e-2, 1e-1]}}  # 2 cells x 4 seeds
+        cases += [("sweep", {}, lrs), ("sweep_grouped", {"seeds": 2, "seed_batch": 3}, lrs)]
+        for name, parallel, *changes in cases:
+            exp, result = train(parallel, **(changes[0] if changes else {}))
             step = result.state.step
             out[name] = {
                 "params": leaves(result.state.params),
@@ -111,6 +121,22 @@ def test_seeds_sharded_over_devices_equal_seeds_vmapped(four_devices):
     assert seeds["params_spec"] == str(P(SEEDS))
     _assert_close_trees(seeds["params"], four_devices["single"]["params"])
     _assert_close_trees([seeds["loss"]], [four_devices["single"]["loss"]])
+
+
+def test_seed_groups_on_each_seed_device_equal_seeds_vmapped(four_devices):
+    grouped = four_devices["grouped"]
+    assert grouped["mesh"] == {"seeds": 2, "data": 2}
+    assert grouped["params_spec"] == str(P(SEEDS))
+    _assert_close_trees(grouped["params"], four_devices["single"]["params"])
+    _assert_close_trees([grouped["loss"]], [four_devices["single"]["loss"]])
+
+
+def test_sweep_over_seed_devices_in_groups_equals_one_device(four_devices):
+    # 8 runs, 4 per device in groups of 3: a group and a remainder on each device.
+    grouped = four_devices["sweep_grouped"]
+    assert grouped["mesh"] == {"seeds": 2, "data": 1}
+    _assert_close_trees(grouped["params"], four_devices["sweep"]["params"])
+    _assert_close_trees([grouped["loss"]], [four_devices["sweep"]["loss"]])
 
 
 def test_mesh_shapes_and_errors():
