@@ -332,6 +332,20 @@ class Experiment:
         )
         return shard_trainer(trainer, self.mesh)
 
+    def vmapped_eval_fn(self) -> Callable[[Any], dict[str, jax.Array]]:
+        """``eval_fn`` over the leading run axis of the parameters, not jitted: every run at
+        once, or ``parallel.seed_batch`` at a time like training (memory), split over the
+        mesh's `SEEDS` axis when there is one."""
+        axis = None if self.mesh is None else SEEDS
+        batch = self.cfg.parallel.seed_batch
+
+        def eval_runs(params: Any) -> dict[str, jax.Array]:
+            return map_runs(
+                self.eval_fn, (params,), batch=batch, spmd_axis_name=axis, mesh=self.mesh
+            )
+
+        return eval_runs
+
 
 def _grid_of(cfg: ExperimentConfig) -> list[dict[str, Any]] | None:
     if not cfg.sweep:
@@ -400,7 +414,7 @@ def run_experiment(
     write_text_atomic(log_dir / CONFIG, dump_config(cfg))
     trainer = exp.vmapped_trainer()
     keys = put_runs(exp.seed_keys(), exp.mesh)
-    eval_fn = replicated(jax.vmap(exp.eval_fn), exp.mesh)
+    eval_fn = replicated(exp.vmapped_eval_fn(), exp.mesh)
     manager = None
     if cfg.train.checkpoint is not None:
         manager = checkpoint_manager_from_config(cfg.train.checkpoint, run_dir / "checkpoints")
@@ -524,6 +538,6 @@ def evaluate_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     template, _ = trainer.init(exp.seed_keys())
     manager = checkpoint_manager(ckpt_dir, every=1, keep=1_000_000)
     state, _ = restore_checkpoint(manager, template)
-    values = jax.device_get(jax.jit(jax.vmap(exp.eval_fn))(state.params))
+    values = jax.device_get(jax.jit(exp.vmapped_eval_fn())(state.params))
     step = int(np.max(np.asarray(state.step)))
     return {"step": step, **{k: np.round(np.asarray(v), 5).tolist() for k, v in values.items()}}

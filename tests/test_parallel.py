@@ -29,6 +29,7 @@ COMMON = textwrap.dedent(
     import jax, numpy as np
     from seqjax.config import config_from_data
     from seqjax.experiment import Experiment
+    from seqjax.parallel import replicated
     from seqjax.train import fit
 
     BASE = {"seeds": [0, 1, 2, 3], "task": {"name": "adding", "length": 6},
@@ -86,6 +87,7 @@ def four_devices():
             step = result.state.step
             out[name] = {
                 "params": leaves(result.state.params),
+                "eval": leaves(replicated(exp.vmapped_eval_fn(), exp.mesh)(result.state.params)),
                 "loss": np.asarray(result.metrics["loss"]).tolist(),
                 "mesh": None if exp.mesh is None else dict(exp.mesh.shape),
                 "step_devices": len(step.sharding.device_set),
@@ -128,6 +130,7 @@ def test_seed_groups_on_each_seed_device_equal_seeds_vmapped(four_devices):
     assert grouped["mesh"] == {"seeds": 2, "data": 2}
     assert grouped["params_spec"] == str(P(SEEDS))
     _assert_close_trees(grouped["params"], four_devices["single"]["params"])
+    _assert_close_trees(grouped["eval"], four_devices["single"]["eval"])
     _assert_close_trees([grouped["loss"]], [four_devices["single"]["loss"]])
 
 
@@ -136,6 +139,7 @@ def test_sweep_over_seed_devices_in_groups_equals_one_device(four_devices):
     grouped = four_devices["sweep_grouped"]
     assert grouped["mesh"] == {"seeds": 2, "data": 1}
     _assert_close_trees(grouped["params"], four_devices["sweep"]["params"])
+    _assert_close_trees(grouped["eval"], four_devices["sweep"]["eval"])
     _assert_close_trees([grouped["loss"]], [four_devices["sweep"]["loss"]])
 
 

@@ -232,15 +232,21 @@ def test_seed_batch_trains_the_same_runs_in_groups(sections):
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
     )
+    # The evaluation of the runs goes in the same groups, to the same values.
+    grouped_exp, exp = Experiment(grouped_cfg), Experiment(_config(**sections))
+    evals = [jax.jit(e.vmapped_eval_fn())(ref_params) for e in (grouped_exp, exp)]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), *evals)
+    assert evals[0]["loss"].shape == (len(jax.tree.leaves(ref_params)[0]),)
     # ... and the groups do go through a loop of their own (jax.lax.map), not one vmap (a
     # remainder group repeats the run's body, so the count is not just one more).
-    runs = []
-    for cfg in (grouped_cfg, _config(**sections)):
-        exp = Experiment(cfg)
-        trainer = exp.vmapped_trainer()
-        state, data_keys = trainer.init(exp.seed_keys())
+    runs, eval_loops = [], []
+    for e in (grouped_exp, exp):
+        trainer = e.vmapped_trainer()
+        state, data_keys = trainer.init(e.seed_keys())
         runs.append(_count_loops(lambda s, k, t=trainer: t.run(s, k, 1), state, data_keys))
+        eval_loops.append(_count_loops(e.vmapped_eval_fn(), state.params))
     assert runs[0] > runs[1]
+    assert eval_loops[0] > eval_loops[1]
 
 
 def test_seed_batch_must_be_positive():
