@@ -5,6 +5,7 @@
     .venv/bin/python experiments/bench_seeds.py --fast     # the fused cells (model.fast)
     .venv/bin/python experiments/bench_seeds.py --devices 2  # also: seeds sharded over 2 CPUs
     .venv/bin/python experiments/bench_seeds.py --shape 64,64,150  # H,B,T of configs/adding
+    .venv/bin/python experiments/bench_seeds.py --seed-batch 2     # runs vmapped 2 at a time
 
 The model is the small LSTM that synthetic-task research trains by the hundred (H=32, B=16,
 T=100, the adding task, Adam). Each timing is a whole run, ``train(key)`` of
@@ -28,6 +29,10 @@ that N does not divide are not sharded.
 
 Writes ``experiments/results/bench_seeds.json`` (``bench_seeds_fast.json`` with ``--fast``,
 ``bench_seeds_devices{N}[_fast].json`` with ``--devices``; ``--shape`` adds ``_H-B-T``).
+
+``--seed-batch k`` times the runs as ``parallel.seed_batch: k`` trains them: vmapped k at a
+time, the groups one after another in the same program (`seqjax.parallel.map_runs`; sharded,
+each device takes its share k at a time); it adds ``_batch{k}`` to the JSON name.
 """
 
 from __future__ import annotations
@@ -92,6 +97,9 @@ def main() -> None:
     parser.add_argument(
         "--shape", default="32,16,100", help="H,B,T of the LSTM runs (hidden, batch, length)"
     )
+    parser.add_argument(
+        "--seed-batch", type=int, default=None, help="vmap the runs k at a time (seed_batch)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file of the results")
     args = parser.parse_args()
     try:
@@ -116,15 +124,19 @@ def main() -> None:
     # Matmul FLOPs of one update: forward 2 B T (F + H) 4H, backward twice that.
     features = exp.task.input_size
     flops_per_update = 3 * 2 * batch * length * (features + hidden) * 4 * hidden
+    if args.seed_batch is not None and args.seed_batch < 1:
+        parser.error(f"--seed-batch {args.seed_batch}: expected a positive group size")
     one = jax.jit(train)
-    many = jax.jit(jax.vmap(train))
+    many = jax.jit(lambda keys: parallel.map_runs(train, (keys,), batch=args.seed_batch))
     key = jax.random.key(0)
     sharding = None
     if args.devices > 1:
         mesh = parallel.make_mesh(seeds=args.devices)  # raises if the devices do not exist
         sharding = NamedSharding(mesh, P(parallel.SEEDS))
         sharded = jax.jit(
-            jax.vmap(train, spmd_axis_name=parallel.SEEDS),
+            lambda keys: parallel.map_runs(
+                train, (keys,), batch=args.seed_batch, spmd_axis_name=parallel.SEEDS, mesh=mesh
+            ),
             in_shardings=sharding,
             out_shardings=sharding,
         )
@@ -132,7 +144,7 @@ def main() -> None:
     rows = []
     print(
         f"LSTM H={hidden}, B={batch}, T={length}, {steps} steps per run, fast={args.fast}, "
-        f"{jax.devices()[0]}"
+        f"seed_batch={args.seed_batch}, {jax.devices()[0]}"
     )
     print(
         f"{'seeds':>5} {'vmapped s':>10} {'sequential s':>13} {'runs/s vmap':>12} "
@@ -180,6 +192,7 @@ def main() -> None:
             "cell": "lstm",
             "fast": args.fast,
             "devices": args.devices,
+            "seed_batch": args.seed_batch,
             "hidden_size": hidden,
             "batch_size": batch,
             "length": length,
@@ -200,6 +213,8 @@ def main() -> None:
     stem = OUT.stem + (f"_devices{args.devices}" if args.devices > 1 else "")
     if args.shape != parser.get_default("shape"):
         stem += "_" + args.shape.replace(",", "-")
+    if args.seed_batch is not None:
+        stem += f"_batch{args.seed_batch}"
     out = args.out or OUT.with_name(f"{stem}{'_fast' if args.fast else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

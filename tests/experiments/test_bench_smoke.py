@@ -25,10 +25,14 @@ def test_bench_cells_quick(tmp_path, monkeypatch):
 def test_bench_seeds_quick(tmp_path, monkeypatch):
     script = BENCH.parent / "bench_seeds.py"
     out = tmp_path / "seeds.json"
-    monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(out)])
+    # --seed-batch 1: the vmapped runs go one group of one after another (parallel.seed_batch).
+    argv = [str(script), "--quick", "--seed-batch", "1", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
         runpy.run_path(str(script), run_name="__main__")
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert result["config"]["seed_batch"] == 1
     assert [row["seeds"] for row in rows] == [2]
     assert all(row["vmapped_s"] > 0 and row["sequential_s"] > 0 for row in rows)
 
