@@ -523,13 +523,15 @@ class ParallelConfig:
         in the same program (``jax.lax.map(..., batch_size=seed_batch)``). It bounds the
         memory of many runs, and on a small CPU it avoids vmapping models whose vmapped
         steps XLA:CPU splits over its threads at a loss (README, "Scaling up"). None: all
-        runs at once. With ``seeds`` over several devices, each device trains its share of
-        the runs this many at a time.
+        runs at once. ``"auto"`` (the default): `seqjax.parallel.seed_batch_for`, all at
+        once except for larger recurrent models on the CPU, where groups of 2 measured
+        faster. With ``seeds`` over several devices, each device trains its share of the
+        runs this many at a time.
     """
 
     data: PositiveInt | Literal["auto"] = 1
     seeds: PositiveInt | Literal["auto"] = 1
-    seed_batch: PositiveInt | None = None
+    seed_batch: PositiveInt | Literal["auto"] | None = "auto"
 
     @field_validator("seeds")
     @classmethod

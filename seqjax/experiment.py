@@ -44,6 +44,7 @@ from seqjax.parallel import (
     mesh_from_config,
     put_runs,
     replicated,
+    seed_batch_for,
     shard_batch_fn,
     shard_trainer,
 )
@@ -318,8 +319,7 @@ class Experiment:
 
             return shard_trainer(grid_trainer(self.cfg, mesh=self.mesh), self.mesh)
         t = self.trainer
-
-        batch = self.cfg.parallel.seed_batch
+        batch = seed_batch_for(self.cfg, len(self.seed_keys()), self.mesh)
 
         def run(state, data_key, num_steps):
             one = lambda s, k: t.run(s, k, num_steps)  # noqa: E731
@@ -338,7 +338,7 @@ class Experiment:
         once, or ``parallel.seed_batch`` at a time like training (memory), split over the
         mesh's `SEEDS` axis when there is one."""
         axis = None if self.mesh is None else SEEDS
-        batch = self.cfg.parallel.seed_batch
+        batch = seed_batch_for(self.cfg, len(self.seed_keys()), self.mesh)
 
         def eval_runs(params: Any) -> dict[str, jax.Array]:
             return map_runs(

@@ -54,7 +54,7 @@ from seqjax.config import (
     dump_config,
     parse_yaml,
 )
-from seqjax.parallel import SEEDS, map_runs
+from seqjax.parallel import SEEDS, map_runs, seed_batch_for
 from seqjax.train import Trainer, get_optimizer, optimizer_from_config, schedule_from_config
 
 __all__ = [
@@ -288,7 +288,7 @@ def grid_trainer(cfg: ExperimentConfig, *, mesh: Mesh | None = None) -> Trainer:
         return map_runs(
             one,
             (state, data_key, hyper),
-            batch=cfg.parallel.seed_batch,
+            batch=seed_batch_for(cfg, len(cells) * n, mesh),
             spmd_axis_name=spmd_axis_name,
             mesh=mesh,
         )

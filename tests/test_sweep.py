@@ -12,6 +12,7 @@ from jaxpr_walk import all_eqns
 from seqjax import cli
 from seqjax.config import ConfigError, config_from_data
 from seqjax.experiment import Experiment
+from seqjax.parallel import make_mesh
 from seqjax.sweep import grid_cells, program_configs
 from seqjax.train import fit
 
@@ -225,15 +226,16 @@ def _count_loops(fn, *args) -> int:
 )
 def test_seed_batch_trains_the_same_runs_in_groups(sections):
     grouped_cfg = _config(**sections, parallel={"seed_batch": 2})
+    all_cfg = _config(**sections, parallel={"seed_batch": None})  # every run at once
     params, metrics = _train(grouped_cfg)
-    ref_params, ref_metrics = _train(_config(**sections))
+    ref_params, ref_metrics = _train(all_cfg)
     assert metrics["loss"].shape == ref_metrics["loss"].shape
     np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5, atol=1e-6)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params
     )
     # The evaluation of the runs goes in the same groups, to the same values.
-    grouped_exp, exp = Experiment(grouped_cfg), Experiment(_config(**sections))
+    grouped_exp, exp = Experiment(grouped_cfg), Experiment(all_cfg)
     evals = [jax.jit(e.vmapped_eval_fn())(ref_params) for e in (grouped_exp, exp)]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), *evals)
     assert evals[0]["loss"].shape == (len(jax.tree.leaves(ref_params)[0]),)
@@ -247,6 +249,32 @@ def test_seed_batch_trains_the_same_runs_in_groups(sections):
         eval_loops.append(_count_loops(e.vmapped_eval_fn(), state.params))
     assert runs[0] > runs[1]
     assert eval_loops[0] > eval_loops[1]
+
+
+def test_seed_batch_auto_groups_larger_recurrent_models_on_the_cpu():
+    from seqjax.parallel import seed_batch_for
+
+    def cfg(hidden, batch, **model):
+        return _config(model={"hidden_size": hidden, **model}, train={"batch_size": batch})
+
+    assert _config().parallel.seed_batch == "auto"  # the default
+    assert jax.default_backend() == "cpu"  # the suite runs on the CPU, where the rule applies
+    # 8 runs x 16 x 32 = 4096 elements: all at once; x 64 hidden: groups of 2, or of 1 for
+    # an odd number of runs (no remainder group, which would compile the program twice).
+    assert seed_batch_for(cfg(32, 16), 8, None) is None
+    assert seed_batch_for(cfg(64, 16), 8, None) == 2
+    assert seed_batch_for(cfg(64, 64), 7, None) == 1
+    assert seed_batch_for(cfg(64, 128), 1, None) is None  # one run: nothing to group
+    # Runs per device and batch per device count: 8 runs over 2 seed devices, 4 per device.
+    mesh = make_mesh(seeds=2, data=2, devices=jax.devices() * 4)
+    assert seed_batch_for(cfg(32, 32), 8, mesh) is None  # 4 x 16 x 32 per device
+    assert seed_batch_for(cfg(64, 64), 8, mesh) == 2  # 4 x 32 x 64
+    # Explicit values pass through; the baselines are not grouped.
+    explicit = _config(model={"hidden_size": 64}, parallel={"seed_batch": 3})
+    assert seed_batch_for(explicit, 8, None) == 3
+    assert seed_batch_for(_config(parallel={"seed_batch": None}), 8, None) is None
+    tcn = config_from_data({**BASE, "model": {"kind": "tcn"}, "train": {"batch_size": 64}})
+    assert seed_batch_for(tcn, 8, None) is None
 
 
 def test_seed_batch_must_be_positive():
