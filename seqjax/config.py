@@ -526,7 +526,8 @@ class ParallelConfig:
         runs at once. ``"auto"`` (the default): `seqjax.parallel.seed_batch_for`, all at
         once except for larger recurrent models on the CPU, where groups of 2 measured
         faster. With ``seeds`` over several devices, each device trains its share of the
-        runs this many at a time.
+        runs this many at a time. A k that does not divide the runs (per device) adds a
+        last, smaller group, for which the training program is compiled a second time.
     """
 
     data: PositiveInt | Literal["auto"] = 1
