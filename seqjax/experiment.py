@@ -20,7 +20,6 @@ import os
 import platform
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -348,24 +347,6 @@ class Experiment:
         return eval_runs
 
 
-def warn_fast_over_runs(cfg: ExperimentConfig, num_runs: int) -> None:
-    """Warns when ``model.fast`` meets several runs in one program on the CPU.
-
-    Vmapped over runs (seeds, a sweep's grid), the fused kernel's ``custom_vjp`` is batched
-    by JAX's generic rule, which adds layout copies of every ``[T, runs, B, ...]`` residual;
-    on 2 CPU cores 8 seeds took 1.08-1.66x the time of the default cells (GRU configs of
-    adding and parity), 1.0-2.2x for the LSTM of ``bench_seeds.py`` (README, "Scaling up"),
-    although a single run of the same GRU configs is 1.3x faster with it.
-    """
-    if cfg.model.fast and num_runs > 1 and jax.default_backend() == "cpu":
-        warnings.warn(
-            f"model.fast=true with {num_runs} runs in one program: on the CPU the fused "
-            f"kernel measured slower than the default cells when vmapped over runs (README, "
-            f"'Scaling up'); --set model.fast=false trains the same runs faster",
-            stacklevel=3,
-        )
-
-
 def _grid_of(cfg: ExperimentConfig) -> list[dict[str, Any]] | None:
     if not cfg.sweep:
         return None
@@ -424,7 +405,6 @@ def run_experiment(
       The run folder.
     """
     exp = Experiment(cfg)  # every config error is raised here, before anything is written
-    warn_fast_over_runs(cfg, len(exp.seed_keys()))
     main = is_main_process()  # several hosts: process 0 writes the folder, all checkpoint
     if run_dir is None:
         run_dir = agree_on_path(new_run_dir(out, cfg.name) if main else None)

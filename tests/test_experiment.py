@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import warnings
 from pathlib import Path
 
 import jax
@@ -230,18 +229,6 @@ def test_resume_continues_a_run(two_runs, tmp_path, capsys):
     assert summary["resumed_from"] == 4 and summary["steps"] == 6
     steps = [r["step"] for r in read_metrics(run) if r["split"] == "train"]
     assert steps == [2, 4, 6]  # the old log is kept, the new steps appended once
-
-
-def test_model_fast_over_several_runs_warns_on_the_cpu():
-    from seqjax.experiment import warn_fast_over_runs
-
-    fast = config_from_data({"model": {"fast": True}, "seeds": [0, 1]})
-    with pytest.warns(UserWarning, match=r"model\.fast=true with 2 runs"):
-        warn_fast_over_runs(fast, 2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        warn_fast_over_runs(fast, 1)  # one run: the kernel is the faster path
-        warn_fast_over_runs(config_from_data({"seeds": [0, 1]}), 2)  # default cells
 
 
 def test_model_fast_trains_like_the_reference_cells():
