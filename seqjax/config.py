@@ -548,8 +548,9 @@ class ExperimentConfig:
 
     Attributes:
       name: the run's name (the run folder is ``<out>/<name>-<timestamp>``).
-      seeds: PRNG seeds; all are trained at once with ``jax.vmap`` in one program (in
-        groups with ``parallel.seed_batch``).
+      seeds: PRNG seeds; all are trained with ``jax.vmap`` in one program, at once or in
+        vmapped groups (``parallel.seed_batch``, by default groups of 2 for larger recurrent
+        models on the CPU).
       task, model, optimizer, train, log: the sections above.
       diagnostics: gradient-flow diagnostics during training, or None (off).
       sweep: dotted config key -> list of values (``{"optimizer.learning_rate": [1e-3,

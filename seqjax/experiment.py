@@ -7,10 +7,11 @@ everything else in seqjax takes explicit arguments.
     cfg = load_config("configs/adding/lstm.yaml", ["train.steps=200"])
     run_dir = run_experiment(cfg, "runs")
 
-All seeds of ``cfg.seeds`` train at once: the whole trainer is ``jax.vmap``-ed over the seed
+All seeds of ``cfg.seeds`` train together: the whole trainer is ``jax.vmap``-ed over the seed
 axis, so one compiled program runs them all, and every metric carries a leading seed axis
 (``parallel.seed_batch: k``: k at a time, the groups one after another in that program; with
-the seeds over several devices, k at a time on each).
+the seeds over several devices, k at a time on each; ``"auto"``, the default, picks k by
+`seqjax.parallel.seed_batch_for`).
 """
 
 from __future__ import annotations
