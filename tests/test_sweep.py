@@ -275,6 +275,19 @@ def test_seed_batch_auto_groups_larger_recurrent_models_on_the_cpu():
     assert seed_batch_for(_config(parallel={"seed_batch": None}), 8, None) is None
     tcn = config_from_data({**BASE, "model": {"kind": "tcn"}, "train": {"batch_size": 64}})
     assert seed_batch_for(tcn, 8, None) is None
+    # The experiment's trainer follows the rule: 2 runs x 64 x 64 go in a group (a loop of
+    # its own), as an explicit seed_batch: 2 would; seed_batch: null vmaps them at once.
+    loops = {}
+    for value in ("auto", 2, None):
+        exp = Experiment(
+            _config(
+                model={"hidden_size": 64}, train={"batch_size": 64}, parallel={"seed_batch": value}
+            )
+        )
+        trainer = exp.vmapped_trainer()
+        state, data_keys = jax.eval_shape(trainer.init, exp.seed_keys())
+        loops[value] = _count_loops(lambda s, k, t=trainer: t.run(s, k, 1), state, data_keys)
+    assert loops["auto"] == loops[2] > loops[None]
 
 
 def test_seed_batch_must_be_positive():
