@@ -64,7 +64,7 @@ def _check_positive_int(value: Any, name: str) -> None:
 AUTO_STEP_REMAT_MIN_STEPS = 1000
 AUTO_STEP_REMAT_MAX_HIDDEN = 64
 AUTO_STEP_REMAT_GATED = ("lstm", "gru")
-AUTO_STEP_REMAT_MIN_STEPS_GATED = 100
+AUTO_STEP_REMAT_MIN_STEPS_GATED = 50
 
 
 def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
@@ -80,6 +80,10 @@ def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
       T = 200-500 and a tie at T = 50-100 (0.81-1.05), but whole 200-step runs of the adding
       task (LSTM, H=32, B=16, T=100) took 0.30 s instead of 0.37-0.39 s. On an AMD EPYC,
       0.73-1.03 at T = 200 and 0.67-0.82 at T = 1000-2000.
+    * whole runs of the adding task at T = 50 (`seqjax.train.make_train`, 100-200 steps,
+      session 6): LSTM 0.74 (H=32, B=16), 0.87 (H=64, B=16), 1.04 (H=64, B=64); GRU 0.91
+      (H=32, B=16), 1.00 (H=64, B=64), 1.04 (H=16, B=32). Shorter: LSTM 0.79 and GRU 0.94
+      at T = 30, GRU 0.97 at T = 20; the threshold stays at 50.
     * the tanh RNN: 0.89-1.31 at T = 200 on the two machines (mostly a loss), 0.93 at
       H = 64, T = 2000.
     * H >= 128, LSTM and GRU at T = 200: 0.87-1.08 (ties).
