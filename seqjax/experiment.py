@@ -495,6 +495,9 @@ def run_experiment(
         "num_params": int(sum(np.prod(p.shape[1:]) for p in jax.tree.leaves(result.state.params))),
         "device": str(jax.devices()[0].device_kind),
         "platform": jax.default_backend(),
+        # How the runs were laid out, which the timings above depend on (not the values).
+        "mesh": None if exp.mesh is None else dict(exp.mesh.shape),
+        "seed_batch": seed_batch_for(cfg, len(exp.seed_keys()), exp.mesh),
         "versions": _versions(),
     }
     if recorder is not None:

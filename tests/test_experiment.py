@@ -189,6 +189,8 @@ def test_a_run_folder_has_everything(two_runs):
     assert summary["eval"]["loss"][0] != summary["eval"]["loss"][1]  # seeds differ
     for key in ("wall_time_s", "steps_per_s", "versions", "device", "baseline"):
         assert key in summary
+    # 2 runs x 4 examples x 8 hidden are few: every run at once, on one device.
+    assert summary["seed_batch"] is None and summary["mesh"] is None
     assert sorted(p.name for p in (lstm / "plots").iterdir()) == ["grad_norm.png", "loss.png"]
     assert sorted(p.name for p in (lstm / "checkpoints").iterdir()) == ["2", "4"]
     records = read_metrics(lstm)
