@@ -11,7 +11,7 @@ peak memory of a long-sequence training step with and without rematerialisation.
 Writes ``experiments/results/bench_cells.json`` (``--out`` to change).
 
 Rows: "seqjax" is the factory default (autodiff through ``lax.scan`` over ``step``, with
-``unroll``'s default ``remat="auto"``: every step rematerialised for H <= 64 and T >= 100
+``unroll``'s default ``remat="auto"``: every step rematerialised for H <= 64 and T >= 50
 (LSTM, GRU) or T >= 1000 (RNN)),
 "seqjax-fused" the opt-in ``fast=True`` hand-written backward of `seqjax.cells.fused`, "flax"
 ``nn.RNN`` over Flax's cells, "torch" ``torch.nn`` with ``torch.set_num_threads(2)`` and

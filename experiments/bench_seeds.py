@@ -106,6 +106,8 @@ def main() -> None:
         hidden, batch, length = (int(v) for v in args.shape.split(","))
     except ValueError:
         parser.error(f"--shape {args.shape!r}: expected three integers H,B,T")
+    if args.seed_batch is not None and args.seed_batch < 1:
+        parser.error(f"--seed-batch {args.seed_batch}: expected a positive group size")
     steps, seeds = args.steps, args.seeds
     if args.quick:
         hidden, batch, length, steps, seeds = 8, 4, 10, 5, [2]
@@ -124,8 +126,6 @@ def main() -> None:
     # Matmul FLOPs of one update: forward 2 B T (F + H) 4H, backward twice that.
     features = exp.task.input_size
     flops_per_update = 3 * 2 * batch * length * (features + hidden) * 4 * hidden
-    if args.seed_batch is not None and args.seed_batch < 1:
-        parser.error(f"--seed-batch {args.seed_batch}: expected a positive group size")
     one = jax.jit(train)
     many = jax.jit(lambda keys: parallel.map_runs(train, (keys,), batch=args.seed_batch))
     key = jax.random.key(0)
@@ -134,9 +134,7 @@ def main() -> None:
         mesh = parallel.make_mesh(seeds=args.devices)  # raises if the devices do not exist
         sharding = NamedSharding(mesh, P(parallel.SEEDS))
         sharded = jax.jit(
-            lambda keys: parallel.map_runs(
-                train, (keys,), batch=args.seed_batch, spmd_axis_name=parallel.SEEDS, mesh=mesh
-            ),
+            lambda keys: parallel.map_runs(train, (keys,), batch=args.seed_batch, mesh=mesh),
             in_shardings=sharding,
             out_shardings=sharding,
         )

@@ -319,13 +319,11 @@ class Experiment:
 
             return shard_trainer(grid_trainer(self.cfg, mesh=self.mesh), self.mesh)
         t = self.trainer
-        batch = seed_batch_for(self.cfg, len(self.seed_keys()), self.mesh)
+        batch = self.seed_batch()
 
         def run(state, data_key, num_steps):
             one = lambda s, k: t.run(s, k, num_steps)  # noqa: E731
-            return map_runs(
-                one, (state, data_key), batch=batch, spmd_axis_name=axis, mesh=self.mesh
-            )
+            return map_runs(one, (state, data_key), batch=batch, mesh=self.mesh)
 
         trainer = t._replace(
             init=jax.jit(jax.vmap(t.init, spmd_axis_name=axis)),
@@ -337,15 +335,17 @@ class Experiment:
         """``eval_fn`` over the leading run axis of the parameters, not jitted: every run at
         once, or ``parallel.seed_batch`` at a time like training (memory), split over the
         mesh's `SEEDS` axis when there is one."""
-        axis = None if self.mesh is None else SEEDS
-        batch = seed_batch_for(self.cfg, len(self.seed_keys()), self.mesh)
+        batch = self.seed_batch()
 
         def eval_runs(params: Any) -> dict[str, jax.Array]:
-            return map_runs(
-                self.eval_fn, (params,), batch=batch, spmd_axis_name=axis, mesh=self.mesh
-            )
+            return map_runs(self.eval_fn, (params,), batch=batch, mesh=self.mesh)
 
         return eval_runs
+
+    def seed_batch(self) -> int | None:
+        """How many runs each device vmaps at once (None: all): ``parallel.seed_batch``
+        resolved for this experiment's runs and mesh (`seqjax.parallel.seed_batch_for`)."""
+        return seed_batch_for(self.cfg, len(self.seed_keys()), self.mesh)
 
 
 def _grid_of(cfg: ExperimentConfig) -> list[dict[str, Any]] | None:
@@ -497,7 +497,7 @@ def run_experiment(
         "platform": jax.default_backend(),
         # How the runs were laid out, which the timings above depend on (not the values).
         "mesh": None if exp.mesh is None else dict(exp.mesh.shape),
-        "seed_batch": seed_batch_for(cfg, len(exp.seed_keys()), exp.mesh),
+        "seed_batch": exp.seed_batch(),
         "versions": _versions(),
     }
     if recorder is not None:

@@ -179,37 +179,35 @@ def map_runs(
     args: tuple[Any, ...],
     *,
     batch: int | None = None,
-    spmd_axis_name: str | None = None,
     mesh: Mesh | None = None,
 ) -> Any:
     """``fn`` over the leading run axis of every leaf of ``args``: all runs at once
-    (``jax.vmap``, split over the mesh axis ``spmd_axis_name``), or with ``batch``, groups
-    of ``batch`` runs vmapped, one group after another (``jax.lax.map``; the config key
-    ``parallel.seed_batch``). Both give the same runs; only memory and speed differ.
+    (``jax.vmap``), or with ``batch``, groups of ``batch`` runs vmapped, one group after
+    another (``jax.lax.map``; the config key ``parallel.seed_batch``). Both give the same
+    runs; only memory and speed differ.
 
-    With both ``batch`` and ``spmd_axis_name``, each device of that axis of ``mesh`` takes its
-    contiguous share of the runs and trains it ``batch`` runs at a time (``jax.shard_map``,
-    manual over that axis only, so the other axes, `DATA`, stay with the compiler).
+    With a ``mesh`` the run axis is split over its `SEEDS` axis: the vmap names it
+    (``spmd_axis_name``), and with ``batch`` each seed device takes its contiguous share of
+    the runs and trains it ``batch`` runs at a time (``jax.shard_map``, manual over `SEEDS`
+    only, so `DATA` stays with the compiler).
     """
+    axis = None if mesh is None else SEEDS
     if batch is None:
-        return jax.vmap(fn, spmd_axis_name=spmd_axis_name)(*args)
+        return jax.vmap(fn, spmd_axis_name=axis)(*args)
 
     def grouped(*a: Any) -> Any:
         return jax.lax.map(lambda x: fn(*x), a, batch_size=batch)
 
-    if spmd_axis_name is None:
-        return grouped(*args)
     if mesh is None:
-        raise ValueError("map_runs: batch with spmd_axis_name needs the mesh that names the axis")
-    runs = P(spmd_axis_name)
+        return grouped(*args)
     # check_vma=False: the trainer's scans start from carries that do not vary over the
     # axis; every run is independent, so there is nothing for the check to find.
     return jax.shard_map(
         grouped,
         mesh=mesh,
-        in_specs=runs,
-        out_specs=runs,
-        axis_names=frozenset({spmd_axis_name}),
+        in_specs=P(SEEDS),
+        out_specs=P(SEEDS),
+        axis_names=frozenset({SEEDS}),
         check_vma=False,
     )(*args)
 

@@ -289,7 +289,6 @@ def grid_trainer(cfg: ExperimentConfig, *, mesh: Mesh | None = None) -> Trainer:
             one,
             (state, data_key, hyper),
             batch=seed_batch_for(cfg, len(cells) * n, mesh),
-            spmd_axis_name=spmd_axis_name,
             mesh=mesh,
         )
 

@@ -19,7 +19,7 @@ with these options, none of which changes the forward numbers:
   carries at window boundaries and recomputes the inside of a window, trading compute for
   memory on long sequences. ``remat=True`` uses windows of about sqrt(T) steps; an int sets it.
   ``remat="step"`` checkpoints every step instead (the backward pass keeps only each step's
-  carry and input), which on XLA:CPU is faster for small cells (LSTM and GRU from about 100
+  carry and input), which on XLA:CPU is faster for small cells (LSTM and GRU from about 50
   steps, other cells on long sequences); the default ``"auto"`` chooses it there
   (`auto_remat`).
 * ``unroll``: the ``unroll`` factor of ``lax.scan`` (more code, fewer loop iterations).
