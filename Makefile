@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seqjax-installed
 
-.PHONY: run test lint bench experiments clean
+.PHONY: run test lint bench experiments docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: $(STAMP)
 
 experiments: $(STAMP)
 	$(BIN)/python -m experiments.claims.run_all
+
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict -f docs/mkdocs.yml
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,6 +1,6 @@
 """A small end-to-end demo: an LSTM learns the adding problem (T=50) on the CPU.
 
-Run with ``make run`` (or ``python experiments/demo.py``). It prints the loss falling below the
+Run with ``.venv/bin/python experiments/demo.py``. It prints the loss falling below the
 trivial baseline (MSE 1/6 of always predicting 1) and writes the loss curve to
 ``runs/demo/metrics.json``.
 """

@@ -22,8 +22,8 @@ executed operation when ``--xla_cpu_enable_xprof_traceme=true``, which this scri
 Times are per training step, summed over the operations of each group; the step time is the
 wall clock of the profiled steps (seqjax, profiler overhead included) or the sum of torch's
 operator self-times. Operations do not overlap in XLA:CPU's loop bodies, so the groups add up
-to at most the step. What it showed is in
-the README ("Why seqjax is slower than torch on small LSTM steps on this CPU"). Writes
+to at most the step. What it shows is in docs/pages/performance.md ("Where the time of a
+step goes"). Writes
 ``experiments/results/profile_step.json``.
 """
 
