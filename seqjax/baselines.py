@@ -34,17 +34,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from seqjax.layers import _check_rate, last_step
-from seqjax.layers import dropout as _drop
-from seqjax.models import (
-    Model,
-    Params,
-    _check_inputs,
-    _check_size,
-    _mask_past_length,
-    dense,
-    dense_init,
-)
+from seqjax import checks, layers
+from seqjax.checks import positive_int
+from seqjax.layers import last_step
+from seqjax.models import Model, Params, dense, dense_init, mask_past_length
 
 BASELINE_PATTERNS = ("many_to_one", "many_to_many")
 POSITIONS = ("learned", "sinusoidal")
@@ -79,7 +72,7 @@ def _readout(pattern: str, readout: Params, hs: jax.Array, length: Any) -> jax.A
     """The model output from the top features ``hs: [T, H]`` (see the module table)."""
     if pattern == "many_to_one":
         return dense(readout, last_step(hs, length))
-    return _mask_past_length(dense(readout, hs), length)
+    return mask_past_length(dense(readout, hs), length)
 
 
 def _split(key: jax.Array | None, num: int) -> list[jax.Array | None]:
@@ -116,7 +109,7 @@ def _encoder_model(
 
 
 def _prepare(inputs: Any, input_size: int, dtype: Any, where: str) -> jax.Array:
-    inputs = _check_inputs(inputs, input_size, where)
+    inputs = checks.model_inputs(inputs, input_size, where)
     return inputs.astype(dtype)
 
 
@@ -205,7 +198,7 @@ def causal_self_attention(
     if length is not None:
         mask = mask & (t[None, :] < jnp.asarray(length).astype(jnp.int32))
     scores = jnp.where(mask[None], scores, jnp.finfo(scores.dtype).min)
-    weights = _drop(key, jax.nn.softmax(scores, axis=-1), rate)
+    weights = layers.dropout(key, jax.nn.softmax(scores, axis=-1), rate)
     out = jnp.einsum("hts,shd->thd", weights, v).reshape(num_steps, d_model)
     return dense(params["o"], out)
 
@@ -290,12 +283,12 @@ def transformer(
       >>> logits, _ = model.apply(params, jnp.ones((7, 3)), 5)          # [2]
     """
     where = "transformer"
-    _check_size(input_size, "input_size", where)
-    _check_size(output_size, "output_size", where)
+    positive_int(input_size, "input_size", where)
+    positive_int(output_size, "output_size", where)
     _check_pattern(pattern, where)
-    _check_size(d_model, "d_model", where)
-    _check_size(num_heads, "num_heads", where)
-    _check_size(num_layers, "num_layers", where)
+    positive_int(d_model, "d_model", where)
+    positive_int(num_heads, "num_heads", where)
+    positive_int(num_layers, "num_layers", where)
     if d_model % num_heads:
         raise ValueError(
             f"{where}: d_model={d_model} must be divisible by num_heads={num_heads} (each head "
@@ -303,19 +296,19 @@ def transformer(
             f"d_model={num_heads * math.ceil(d_model / num_heads)}"
         )
     d_ff = 4 * d_model if d_ff is None else d_ff
-    _check_size(d_ff, "d_ff", where)
+    positive_int(d_ff, "d_ff", where)
     if positions not in POSITIONS:
         raise ValueError(
             f"{where}: unknown positions={positions!r}; expected one of {list(POSITIONS)}"
         )
     if max_len is not None:
-        _check_size(max_len, "max_len", where)
+        positive_int(max_len, "max_len", where)
     elif positions == "learned":
         raise ValueError(
             f"{where}: positions='learned' needs max_len (the length of the position table), "
             f"got max_len=None; pass the longest sequence length, or use positions='sinusoidal'"
         )
-    _check_rate(dropout, "dropout", where)
+    checks.rate(dropout, "dropout", where)
     rate = dropout
     D = d_model
 
@@ -359,7 +352,7 @@ def transformer(
         else:
             pos = sinusoidal_positions(num_steps, D, inputs.dtype)
         keys = _split(key, 1 + 3 * num_layers)
-        z = _drop(keys[0], dense(enc["embed"], inputs) + pos, rate)
+        z = layers.dropout(keys[0], dense(enc["embed"], inputs) + pos, rate)
         for i, block in enumerate(enc["blocks"]):
             k_att, k_res1, k_res2 = keys[1 + 3 * i : 4 + 3 * i]
             a = causal_self_attention(
@@ -370,11 +363,11 @@ def transformer(
                 key=k_att,
                 rate=rate,
             )
-            z = z + _drop(k_res1, a, rate)
+            z = z + layers.dropout(k_res1, a, rate)
             hidden = jax.nn.gelu(
                 dense(block["mlp"]["fc"], layer_norm(block["ln2"], z)), approximate=False
             )
-            z = z + _drop(k_res2, dense(block["mlp"]["proj"], hidden), rate)
+            z = z + layers.dropout(k_res2, dense(block["mlp"]["proj"], hidden), rate)
         return layer_norm(enc["ln_f"], z)
 
     return _encoder_model(init, encode, pattern, input_size, output_size, where)
@@ -422,14 +415,14 @@ def tcn_receptive_field(kernel_size: int, num_levels: int) -> int:
     ``(K - 1) 2^i`` steps; so the output at t depends exactly on the inputs at
     ``t - R + 1, ..., t`` (those that exist).
     """
-    _check_size(kernel_size, "kernel_size", "tcn_receptive_field")
-    _check_size(num_levels, "num_levels", "tcn_receptive_field")
+    positive_int(kernel_size, "kernel_size", "tcn_receptive_field")
+    positive_int(num_levels, "num_levels", "tcn_receptive_field")
     return 1 + 2 * (kernel_size - 1) * (2**num_levels - 1)
 
 
 def tcn_num_levels(kernel_size: int, max_len: int) -> int:
     """The fewest levels whose receptive field covers ``max_len`` steps (at least one)."""
-    _check_size(max_len, "max_len", "tcn_num_levels")
+    positive_int(max_len, "max_len", "tcn_num_levels")
     if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 2:
         raise ValueError(f"tcn_num_levels: kernel_size must be an int >= 2, got {kernel_size!r}")
     levels = 1
@@ -494,24 +487,24 @@ def tcn(
       >>> outputs, _ = model.apply(params, jnp.ones((100, 3)), 80)     # [100, 2]
     """
     where = "tcn"
-    _check_size(input_size, "input_size", where)
-    _check_size(output_size, "output_size", where)
+    positive_int(input_size, "input_size", where)
+    positive_int(output_size, "output_size", where)
     _check_pattern(pattern, where)
     if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 2:
         raise ValueError(f"{where}: kernel_size must be an int >= 2, got {kernel_size!r}")
     if num_levels is not None:
-        _check_size(num_levels, "num_levels", where)
+        positive_int(num_levels, "num_levels", where)
     if isinstance(channels, Sequence) and not isinstance(channels, str):
         sizes = list(channels)
         for c in sizes:
-            _check_size(c, "each entry of channels", where)
+            positive_int(c, "each entry of channels", where)
         if not sizes or (num_levels is not None and num_levels != len(sizes)):
             raise ValueError(
                 f"{where}: channels={channels!r} gives one size per level, so it must be "
                 f"non-empty and have num_levels={num_levels} entries; or pass one int"
             )
     else:
-        _check_size(channels, "channels", where)
+        positive_int(channels, "channels", where)
         if num_levels is None:
             if max_len is None:
                 raise ValueError(
@@ -520,7 +513,7 @@ def tcn(
                 )
             num_levels = tcn_num_levels(kernel_size, max_len)
         sizes = [channels] * num_levels
-    _check_rate(dropout, "dropout", where)
+    checks.rate(dropout, "dropout", where)
     rate = dropout
     dilations = [2**i for i in range(len(sizes))]
 
@@ -558,8 +551,10 @@ def tcn(
         del length  # causal: steps past the length never reach the valid outputs
         keys = _split(key, 2 * len(sizes))
         for i, (block, d) in enumerate(zip(enc["blocks"], dilations, strict=True)):
-            u = _drop(keys[2 * i], jax.nn.relu(causal_conv1d(block["conv1"], h, d)), rate)
-            u = _drop(keys[2 * i + 1], jax.nn.relu(causal_conv1d(block["conv2"], u, d)), rate)
+            u = layers.dropout(keys[2 * i], jax.nn.relu(causal_conv1d(block["conv1"], h, d)), rate)
+            u = layers.dropout(
+                keys[2 * i + 1], jax.nn.relu(causal_conv1d(block["conv2"], u, d)), rate
+            )
             residual = dense(block["down"], h) if "down" in block else h
             h = jax.nn.relu(u + residual)
         return h

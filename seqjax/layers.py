@@ -24,7 +24,8 @@ zoneout uses its expectation. Where each mask goes (``stack`` and ``bidirectiona
   ``h_{t-1}`` where the step reads it, scaled by ``1 / (1 - rate)``. For an LSTM it masks
   ``h_{t-1}`` in the gate products (the cell state ``c`` is not masked); for a vanilla RNN the
   recurrent product; for a GRU the three recurrent products, while the interpolation
-  ``z_t * h_{t-1}`` reads the unmasked state. The carry passed on is never masked.
+  ``z_t * h_{t-1}`` reads the unmasked state (a cell that masks inside its own recurrence
+  says how with ``Cell.masked_step``). The carry passed on is never masked.
 * ``zoneout`` (Krueger et al. 2017): each unit of every carry leaf (``h`` and ``c`` for an
   LSTM) keeps its previous value with probability ``rate``, with a fresh Bernoulli draw per
   unit and step: ``s_t = d_t * s_{t-1} + (1 - d_t) * s~_t``, where ``s~_t`` is what the cell
@@ -43,8 +44,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.base import Carry, Cell, check_input
-from seqjax.cells.gru import gru_gates
+from seqjax import checks
+from seqjax.cells.base import Carry, Cell
 from seqjax.unroll import unroll as unroll_fn
 
 UNROLL_OPTIONS = ("unroll", "truncate", "remat")
@@ -101,7 +102,7 @@ def dropout(key: jax.Array | None, x: jax.Array, rate: float) -> jax.Array:
     Returns:
       An array shaped like ``x``.
     """
-    _check_rate(rate, "rate", "dropout")
+    checks.rate(rate, "rate", "dropout")
     return _dropout(key, x, rate)
 
 
@@ -126,21 +127,6 @@ def last_step(hs: jax.Array, length: int | jax.Array | None) -> jax.Array:
         return hs[-1]
     index = jnp.maximum(jnp.asarray(length, jnp.int32) - 1, 0)
     return jnp.take(hs, index, axis=0)
-
-
-def _check_rate(rate: Any, name: str, where: str, *, traced: bool = True) -> None:
-    """A probability in [0, 1): a Python number, or (``traced=True``) a float scalar array,
-    whose range the caller checked (a traced value cannot be compared in Python)."""
-    if traced and isinstance(rate, jax.Array):
-        if rate.shape != () or not jnp.issubdtype(rate.dtype, jnp.floating):
-            raise ValueError(
-                f"{where}: {name} must be a probability in [0, 1) or a float scalar array, got "
-                f"an array of shape {rate.shape} and dtype {rate.dtype}"
-            )
-        return
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        kind = "a probability in [0, 1)" if traced else "a Python probability in [0, 1)"
-        raise ValueError(f"{where}: {name} must be {kind}, got {rate!r}")
 
 
 def _hidden(carry: Carry) -> jax.Array:
@@ -192,33 +178,27 @@ def recurrent_dropout_cell(cell: Cell, mask: jax.Array) -> Cell:
     """The cell whose step reads ``mask * h_{t-1}`` in its recurrence (variational dropout).
 
     The same ``mask: [H]`` is used at every step (Gal & Ghahramani 2016); draw it once per
-    sequence, e.g. ``bernoulli(key, 1 - p, (H,)) / (1 - p)``. See the module docstring for where
-    the mask goes for each cell; the returned carry is never masked.
+    sequence, e.g. ``bernoulli(key, 1 - p, (H,)) / (1 - p)``. The step is the cell's own
+    ``cell.masked_step`` when it has one (the GRU), else ``cell.step`` of the carry whose hidden
+    part is multiplied by the mask; the returned carry is never masked.
 
     Args:
       cell: a `Cell` whose carry is the hidden state or has a field ``h``.
       mask: ``[H]``, the per-sequence mask (already scaled).
 
     Returns:
-      A `Cell` with the same parameters and carry (its ``scan`` fast path is dropped).
+      A `Cell` with the same parameters and carry (its ``scan`` fast path and ``masked_step``
+      are dropped: the mask is already inside its ``step``).
     """
     _check_hidden_carry(cell, "recurrent_dropout_cell")
+    masked_step = cell.masked_step
 
-    if cell.name == "gru":
+    def step(params: Any, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
+        if masked_step is not None:
+            return masked_step(params, carry, x, mask)
+        return cell.step(params, _replace_hidden(carry, _hidden(carry) * mask), x)
 
-        def step(params: Any, carry: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-            check_input(x, params["w_i"].shape[0], "gru")
-            gates = gru_gates(params, carry * mask, x)
-            h = (1.0 - gates.z) * gates.n + gates.z * carry
-            return h, h
-
-    else:
-
-        def step(params: Any, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:
-            masked = _replace_hidden(carry, _hidden(carry) * mask)
-            return cell.step(params, masked, x)
-
-    return cell._replace(step=step, scan=None)
+    return cell._replace(step=step, scan=None, masked_step=None)
 
 
 def _zoneout_cell(cell: Cell, rate: float, num_mask_units: int | None) -> Cell:
@@ -245,7 +225,7 @@ def _zoneout_cell(cell: Cell, rate: float, num_mask_units: int | None) -> Cell:
         new = jax.tree.unflatten(treedef, mixed)
         return new, _hidden(new)
 
-    return cell._replace(step=step, scan=None)
+    return cell._replace(step=step, scan=None, masked_step=None)
 
 
 def _unroll_regularised(
@@ -373,11 +353,11 @@ def stack(
             raise TypeError(
                 f"stack: cells[{i}] is a {type(item).__name__}; expected a Cell or a Layer"
             )
-    _check_rate(dropout, "dropout", "stack")
-    _check_rate(recurrent_dropout, "recurrent_dropout", "stack")
-    _check_rate(zoneout, "zoneout", "stack", traced=False)
-    _check_rate(input_dropout, "input_dropout", "stack")
-    _check_rate(output_dropout, "output_dropout", "stack")
+    checks.rate(dropout, "dropout", "stack")
+    checks.rate(recurrent_dropout, "recurrent_dropout", "stack")
+    checks.rate(zoneout, "zoneout", "stack", traced=False)
+    checks.rate(input_dropout, "input_dropout", "stack")
+    checks.rate(output_dropout, "output_dropout", "stack")
     for i, item in enumerate(items):
         if _is_layer(item) and (active_rate(recurrent_dropout) or zoneout > 0):
             raise ValueError(
@@ -533,8 +513,8 @@ def bidirectional(
             f"bidirectional: merge='sum' needs equal hidden sizes, got cell_fw "
             f"{cell_fw.hidden_size} and cell_bw {cell_bw.hidden_size}; use merge='concat'"
         )
-    _check_rate(recurrent_dropout, "recurrent_dropout", "bidirectional")
-    _check_rate(zoneout, "zoneout", "bidirectional", traced=False)
+    checks.rate(recurrent_dropout, "recurrent_dropout", "bidirectional")
+    checks.rate(zoneout, "zoneout", "bidirectional", traced=False)
     merge_fn = MERGES[merge]
     if merge == "concat":
         output_size = cell_fw.hidden_size + cell_bw.hidden_size

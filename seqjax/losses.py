@@ -20,6 +20,7 @@ steps cannot leak a NaN into the gradient (``0 * inf``).
     loss = softmax_cross_entropy(logits, labels, mask)          # logits [B, T, K], labels [B, T]
     acc = accuracy(logits, labels, mask)
     bps = bits_per_symbol(logits, labels, mask)
+    loss, aux = task_loss("cross_entropy", logits, labels, mask)   # a task's loss and metrics
 """
 
 from __future__ import annotations
@@ -32,15 +33,18 @@ import jax.numpy as jnp
 
 __all__ = [
     "REDUCTIONS",
+    "TASK_LOSSES",
     "accuracy",
     "bits_per_symbol",
     "masked_reduce",
     "mse",
     "softmax_cross_entropy",
+    "task_loss",
 ]
 
 Reduction = Literal["mean", "sum"]
 REDUCTIONS = ("mean", "sum")
+TASK_LOSSES = ("mse", "cross_entropy")
 
 
 def _check_reduction(reduction: str, fn: str) -> None:
@@ -193,3 +197,34 @@ def bits_per_symbol(
     """
     ce = softmax_cross_entropy(logits, labels, mask, reduction="mean")
     return ce / jnp.asarray(math.log(2.0), dtype=ce.dtype)
+
+
+def task_loss(
+    kind: str, outputs: jax.Array, targets: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The loss a task trains with, and its metrics, over a batch of model outputs.
+
+    Args:
+      kind: the task's loss, ``"mse"`` or ``"cross_entropy"`` (``Task.loss``).
+      outputs: ``[B, O]`` (many-to-one) or ``[B, T, O]`` (per step) model outputs.
+      targets: for ``"mse"`` floats shaped like ``outputs``, or without its trailing axis
+        (a trailing axis of one is added; cast to the dtype of ``outputs``); for
+        ``"cross_entropy"`` int classes ``[B]`` / ``[B, T]`` or probabilities like ``outputs``.
+      mask: ``[B]`` / ``[B, T]``, positive where the target counts (as tasks make it).
+
+    Returns:
+      ``(loss, aux)``: the mean over valid positions, and ``{}`` for ``"mse"`` or
+      ``{"accuracy": ...}`` for ``"cross_entropy"``.
+
+    Example:
+      >>> loss, aux = task_loss("cross_entropy", logits, batch.targets, batch.mask)
+    """
+    valid = mask > 0
+    if kind == "mse":
+        if targets.ndim == outputs.ndim - 1:
+            targets = targets[..., None]
+        return mse(outputs, targets.astype(outputs.dtype), valid), {}
+    if kind == "cross_entropy":
+        loss = softmax_cross_entropy(outputs, targets, valid)
+        return loss, {"accuracy": accuracy(outputs, targets, valid)}
+    raise ValueError(f"task_loss: unknown loss kind {kind!r}; expected one of {list(TASK_LOSSES)}")

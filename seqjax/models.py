@@ -38,7 +38,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from seqjax import checks
 from seqjax.cells.base import Carry, Cell
+from seqjax.checks import positive_int
 from seqjax.layers import UNROLL_OPTIONS, Layer, as_layer
 from seqjax.unroll import unroll as unroll_fn
 
@@ -94,11 +96,6 @@ def _param_dtype(params: Any) -> Any:
     return leaves[0].dtype if leaves else jnp.float32
 
 
-def _check_size(value: Any, name: str, where: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-
-
 def _check_options(options: dict[str, Any], where: str) -> None:
     unknown = sorted(set(options) - set(UNROLL_OPTIONS))
     if unknown:
@@ -126,21 +123,6 @@ def _check_cell(obj: Any, arg: str, where: str) -> Cell:
     return obj
 
 
-def _check_inputs(inputs: Any, input_size: int, where: str, arg: str = "inputs") -> jax.Array:
-    inputs = jnp.asarray(inputs)
-    if inputs.ndim != 2 or inputs.shape[-1] != input_size:
-        hint = (
-            " For a batch use jax.vmap(model.apply, in_axes=(None, 0, 0))."
-            if inputs.ndim == 3
-            else ""
-        )
-        raise ValueError(
-            f"{where}: {arg} has shape {inputs.shape}, expected one sequence [T, {input_size}] "
-            f"(input_size={input_size} was fixed when the model was built).{hint}"
-        )
-    return inputs
-
-
 def _check_targets(targets: Any, where: str) -> jax.Array:
     if targets is None:
         raise ValueError(
@@ -155,7 +137,8 @@ def _check_targets(targets: Any, where: str) -> jax.Array:
     return targets
 
 
-def _mask_past_length(ys: jax.Array, length: Any) -> jax.Array:
+def mask_past_length(ys: jax.Array, length: Any) -> jax.Array:
+    """``ys: [T, O]`` with the rows at and after ``length`` set to zero (unchanged for None)."""
     if length is None:
         return ys
     length = jnp.asarray(length)
@@ -170,7 +153,7 @@ def _pick(key: jax.Array | None, logits: jax.Array, temperature: Any, greedy: bo
 
 
 def _check_sampling(key: Any, temperature: Any, greedy: bool, num: Any, arg: str, where: str):
-    _check_size(num, arg, where)
+    positive_int(num, arg, where)
     if not greedy and key is None:
         raise ValueError(f"{where}: sampling (greedy=False) needs a PRNG key, got key=None")
     if isinstance(temperature, (int, float)) and not temperature > 0:
@@ -216,8 +199,8 @@ def _encoder_readout(
 ) -> Model:
     """A layer and a dense readout; ``head(readout, layer, carry, hs, length)`` reads out."""
     layer = _to_layer(layer, "layer", where)
-    _check_size(input_size, "input_size", where)
-    _check_size(output_size, "output_size", where)
+    positive_int(input_size, "input_size", where)
+    positive_int(output_size, "output_size", where)
     _check_options(unroll_options, where)
 
     def init(key: jax.Array) -> Params:
@@ -236,7 +219,7 @@ def _encoder_readout(
         key: jax.Array | None = None,
     ) -> tuple[jax.Array, Carry]:
         del targets
-        inputs = _check_inputs(inputs, input_size, where)
+        inputs = checks.model_inputs(inputs, input_size, where)
         carry, hs = layer.apply(
             params["encoder"], inputs, length=length, carry=carry, key=key, **unroll_options
         )
@@ -305,7 +288,7 @@ def many_to_many(
         input_size,
         output_size,
         unroll_options,
-        lambda readout, layer, carry, hs, length: _mask_past_length(dense(readout, hs), length),
+        lambda readout, layer, carry, hs, length: mask_past_length(dense(readout, hs), length),
     )
 
 
@@ -339,7 +322,7 @@ def one_to_many(cell: Cell, vocab_size: int, **unroll_options: Any) -> Model:
     """
     where = "one_to_many"
     cell = _check_cell(cell, "cell", where)
-    _check_size(vocab_size, "vocab_size", where)
+    positive_int(vocab_size, "vocab_size", where)
     _check_options(unroll_options, where)
     V = vocab_size
 
@@ -361,7 +344,7 @@ def one_to_many(cell: Cell, vocab_size: int, **unroll_options: Any) -> Model:
         key: jax.Array | None = None,
     ) -> tuple[jax.Array, Carry]:
         del key
-        inputs = _check_inputs(inputs, V, where)
+        inputs = checks.model_inputs(inputs, V, where)
         if targets is not None:
             targets = _check_targets(targets, where)
             if targets.shape[0] != inputs.shape[0]:
@@ -374,7 +357,7 @@ def one_to_many(cell: Cell, vocab_size: int, **unroll_options: Any) -> Model:
         carry, hs = unroll_fn(
             cell, params["decoder"], inputs, carry=carry, length=length, **unroll_options
         )
-        return _mask_past_length(dense(params["readout"], hs), length), carry
+        return mask_past_length(dense(params["readout"], hs), length), carry
 
     def generate(
         params: Params,
@@ -451,8 +434,8 @@ def seq2seq(
     where = "seq2seq"
     enc = _to_layer(encoder, "encoder", where)
     decoder = _check_cell(decoder, "decoder", where)
-    _check_size(src_size, "src_size", where)
-    _check_size(tgt_vocab, "tgt_vocab", where)
+    positive_int(src_size, "src_size", where)
+    positive_int(tgt_vocab, "tgt_vocab", where)
     _check_options(unroll_options, where)
     if isinstance(start_id, bool) or not isinstance(start_id, int) or not 0 <= start_id < tgt_vocab:
         raise ValueError(f"{where}: start_id must be an int in [0, {tgt_vocab}), got {start_id!r}")
@@ -475,7 +458,7 @@ def seq2seq(
         return {"encoder": enc_params, "decoder": dec_params, "readout": readout}
 
     def encode(params: Params, src: Any, src_length: Any, carry: Any, key: Any) -> Carry:
-        src = _check_inputs(src, src_size, where, "src")
+        src = checks.model_inputs(src, src_size, where, "src")
         c, _ = enc.apply(
             params["encoder"], src, length=src_length, carry=carry, key=key, **unroll_options
         )

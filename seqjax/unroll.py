@@ -19,9 +19,9 @@ with these options, none of which changes the forward numbers:
   carries at window boundaries and recomputes the inside of a window, trading compute for
   memory on long sequences. ``remat=True`` uses windows of about sqrt(T) steps; an int sets it.
   ``remat="step"`` checkpoints every step instead (the backward pass keeps only each step's
-  carry and input), which on XLA:CPU is faster for small cells (LSTM and GRU from about 50
-  steps, other cells on long sequences); the default ``"auto"`` chooses it there
-  (`auto_remat`).
+  carry and input), which on XLA:CPU is faster for small cells over enough steps (from
+  ``cell.remat_min_steps``: 50 for LSTM and GRU; 1000 for other cells); the default
+  ``"auto"`` chooses it there (`auto_remat`).
 * ``unroll``: the ``unroll`` factor of ``lax.scan`` (more code, fewer loop iterations).
 
 Compile time does not grow with T: the loop is a ``lax.scan`` whatever the options.
@@ -30,13 +30,13 @@ Compile time does not grow with T: the loop is a ``lax.scan`` whatever the optio
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from seqjax.cells.base import Carry, Cell, Params
+from seqjax.checks import positive_int
 
 
 def _check_carry(cell: Cell, carry: Carry) -> None:
@@ -56,47 +56,25 @@ def _check_carry(cell: Cell, carry: Carry) -> None:
             )
 
 
-def _check_positive_int(value: Any, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"unroll: {name} must be a positive int, got {value!r}")
-
-
 AUTO_STEP_REMAT_MIN_STEPS = 1000
 AUTO_STEP_REMAT_MAX_HIDDEN = 64
-AUTO_STEP_REMAT_GATED = ("lstm", "gru")
-AUTO_STEP_REMAT_MIN_STEPS_GATED = 50
 
 
 def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
     """What ``remat="auto"`` means for ``cell`` over ``num_steps`` steps: ``"step"`` or False.
 
-    Autodiff through ``lax.scan`` stacks about a dozen residuals per step for the backward
-    pass; on XLA:CPU those writes cost more than recomputing a small step. Measured with
-    experiments/bench_remat.py (training step time with ``"step"`` over without; jax 0.10.2,
-    2 cores), on two CPUs:
+    On the CPU backend: ``"step"`` for a cell of at most `AUTO_STEP_REMAT_MAX_HIDDEN` units
+    over at least ``cell.remat_min_steps`` steps (50 for LSTM and GRU), or at least
+    `AUTO_STEP_REMAT_MIN_STEPS` steps for a cell that does not set it, unless the cell has its
+    own fast path (``cell.scan``); False otherwise, and on other backends (not measured).
 
-    * LSTM and GRU (``cell.name`` in `AUTO_STEP_REMAT_GATED`), H <= 64, B = 16 and 64, two
-      runs of the grid on an Intel Xeon: GRU 0.64-0.93 at T = 50-500; LSTM 0.59-1.00 at
-      T = 200-500 and a tie at T = 50-100 (0.81-1.05), but whole 200-step runs of the adding
-      task (LSTM, H=32, B=16, T=100) took 0.30 s instead of 0.37-0.39 s. On an AMD EPYC,
-      0.73-1.03 at T = 200 and 0.67-0.82 at T = 1000-2000.
-    * whole runs of the adding task at T = 50 (`seqjax.train.make_train`, 100-200 steps,
-      session 6): LSTM 0.74 (H=32, B=16), 0.87 (H=64, B=16), 1.04 (H=64, B=64); GRU 0.91
-      (H=32, B=16), 1.00 (H=64, B=64), 1.04 (H=16, B=32). Shorter: LSTM 0.79 and GRU 0.94
-      at T = 30, GRU 0.97 at T = 20; the threshold stays at 50.
-    * the tanh RNN: 0.89-1.31 at T = 200 on the two machines (mostly a loss), 0.93 at
-      H = 64, T = 2000.
-    * H >= 128, LSTM and GRU at T = 200: 0.87-1.08 (ties).
-
-    So on the CPU backend: ``"step"`` for cells of at most `AUTO_STEP_REMAT_MAX_HIDDEN` units
-    over at least `AUTO_STEP_REMAT_MIN_STEPS_GATED` steps if the cell is an LSTM or GRU, or at
-    least `AUTO_STEP_REMAT_MIN_STEPS` steps otherwise, unless the cell has its own fast path
-    (``cell.scan``); False otherwise (GPUs and TPUs were not measured).
+    Why: autodiff through ``lax.scan`` stacks about a dozen residuals per step for the
+    backward pass, and on XLA:CPU those writes cost more than recomputing a small step. The
+    measurements are in docs/performance.md; experiments/bench_remat.py reproduces them.
     """
     if cell.scan is not None and unroll == 1:
         return False
-    gated = cell.name in AUTO_STEP_REMAT_GATED
-    min_steps = AUTO_STEP_REMAT_MIN_STEPS_GATED if gated else AUTO_STEP_REMAT_MIN_STEPS
+    min_steps = AUTO_STEP_REMAT_MIN_STEPS if cell.remat_min_steps is None else cell.remat_min_steps
     if num_steps < min_steps or cell.hidden_size > AUTO_STEP_REMAT_MAX_HIDDEN:
         return False
     return "step" if jax.default_backend() == "cpu" else False
@@ -153,9 +131,9 @@ def unroll(
             f"For a batch [B, T, F] use jax.vmap(lambda x: unroll(cell, params, x))(xs)."
         )
     if unroll != 1:
-        _check_positive_int(unroll, "unroll")
+        positive_int(unroll, "unroll", "unroll")
     if truncate is not None:
-        _check_positive_int(truncate, "truncate")
+        positive_int(truncate, "truncate", "unroll")
     if isinstance(remat, str) and remat == "auto":
         remat = auto_remat(cell, xs.shape[0], unroll)
     step_remat = isinstance(remat, str) and remat == "step"
@@ -164,7 +142,7 @@ def unroll(
             f"unroll: remat={remat!r}; expected False, True, a window size, 'step' or 'auto'"
         )
     if remat is not False and remat is not True and not step_remat:
-        _check_positive_int(remat, "remat")
+        positive_int(remat, "remat", "unroll")
     num_steps = xs.shape[0]
     if carry is None:
         carry = cell.initial_carry()

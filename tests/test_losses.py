@@ -124,3 +124,45 @@ def test_bad_input_errors():
         losses.mse(jnp.ones((2, 1)), jnp.ones((2, 1)), reduction="avg")
     with pytest.raises(ValueError, match="same shape"):
         losses.mse(jnp.ones((2, 1)), jnp.ones((2, 2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# task_loss: the loss and metrics a task trains with.
+
+
+def test_task_loss_cross_entropy_against_numpy(data, x64):
+    logits, labels, _, mask = data
+    float_mask = mask.astype(np.float32)  # tasks give 0/1 floats
+    loss, aux = losses.task_loss("cross_entropy", jnp.asarray(logits), labels, float_mask)
+    ce = np_ce_positions(logits, labels)
+    np.testing.assert_allclose(loss, ce[mask].mean(), rtol=1e-12)
+    correct = logits.argmax(-1) == labels
+    assert set(aux) == {"accuracy"}
+    np.testing.assert_allclose(aux["accuracy"], correct[mask].mean(), rtol=1e-12)
+
+
+def test_task_loss_mse_adds_the_feature_axis_and_casts(x64):
+    rng = np.random.default_rng(1)
+    outputs = rng.normal(size=(4, 1))  # many-to-one, one feature
+    targets = rng.normal(size=(4,)).astype(np.float32)  # without the feature axis
+    mask = np.array([1.0, 0.0, 1.0, 1.0])
+    loss, aux = losses.task_loss("mse", jnp.asarray(outputs), jnp.asarray(targets), mask)
+    valid = mask > 0
+    expected = np.mean((outputs[:, 0] - targets.astype(np.float64))[valid] ** 2)
+    np.testing.assert_allclose(loss, expected, rtol=1e-12)
+    assert aux == {}
+    assert loss.dtype == jnp.float64  # targets were cast to the outputs' dtype
+    # Per step, with a feature axis already there: the mean over features, then positions.
+    outputs = rng.normal(size=(2, 3, 2))
+    targets = rng.normal(size=(2, 3, 2))
+    mask = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
+    loss, _ = losses.task_loss("mse", jnp.asarray(outputs), jnp.asarray(targets), mask)
+    per_step = ((outputs - targets) ** 2).mean(-1)
+    np.testing.assert_allclose(loss, per_step[mask > 0].mean(), rtol=1e-12)
+
+
+def test_task_loss_unknown_kind_lists_the_valid_ones():
+    with pytest.raises(
+        ValueError, match=r"task_loss: unknown loss kind 'mae'.*'mse', 'cross_entropy'"
+    ):
+        losses.task_loss("mae", jnp.zeros((2, 1)), jnp.zeros((2,)), jnp.ones((2,)))

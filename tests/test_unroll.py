@@ -25,12 +25,8 @@ from jax.flatten_util import ravel_pytree
 from jaxpr_walk import all_eqns
 
 from seqjax import cells, unroll
-from seqjax.unroll import (
-    AUTO_STEP_REMAT_MAX_HIDDEN,
-    AUTO_STEP_REMAT_MIN_STEPS,
-    AUTO_STEP_REMAT_MIN_STEPS_GATED,
-    auto_remat,
-)
+from seqjax.cells import Cell
+from seqjax.unroll import AUTO_STEP_REMAT_MAX_HIDDEN, AUTO_STEP_REMAT_MIN_STEPS, auto_remat
 
 H = 4  # hidden size
 F = 3  # input size
@@ -419,8 +415,9 @@ def test_auto_remat_follows_the_measured_rule():
     on_cpu = jax.default_backend() == "cpu"
     step = "step" if on_cpu else False
     wide = AUTO_STEP_REMAT_MAX_HIDDEN + 1
-    n, n_gated = AUTO_STEP_REMAT_MIN_STEPS, AUTO_STEP_REMAT_MIN_STEPS_GATED
-    for gated in (cells.lstm(H), cells.gru(H)):  # from about 100 steps
+    n, n_gated = AUTO_STEP_REMAT_MIN_STEPS, 50
+    for gated in (cells.lstm(H), cells.gru(H)):  # from 50 steps, their own threshold
+        assert gated.remat_min_steps == n_gated
         assert auto_remat(gated, n_gated) == step
         assert auto_remat(gated, n_gated - 1) is False
     for plain in (cells.rnn(H), cells.irnn(H)):  # only on long sequences
@@ -431,6 +428,20 @@ def test_auto_remat_follows_the_measured_rule():
         assert auto_remat(big, n) is False
     assert auto_remat(cells.lstm(H, fast=True), n) is False  # own fast path
     assert auto_remat(cells.lstm(H, fast=True), n, unroll=2) == step
+    assert auto_remat(cells.gru(H, fast=True), n_gated, unroll=2) == step
+
+
+def test_auto_remat_reads_the_cells_threshold_not_its_name():
+    step = "step" if jax.default_backend() == "cpu" else False
+    plain = cells.rnn(H)
+    own = plain._replace(remat_min_steps=10)
+    assert auto_remat(own, 10) == step
+    assert auto_remat(own, 9) is False
+    # A cell built with only the five positional fields takes the generic threshold, whatever
+    # its name.
+    user = Cell(plain.init, plain.initial_carry, plain.step, H, "lstm")
+    assert auto_remat(user, 50) is False
+    assert auto_remat(user, AUTO_STEP_REMAT_MIN_STEPS) == step
 
 
 def test_unknown_remat_string(lstm_case):

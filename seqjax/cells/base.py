@@ -37,6 +37,23 @@ class Cell(NamedTuple):
         ``valid: [T] bool`` (or None: all valid). It must equal ``lax.scan`` over ``step``
         where invalid steps keep the carry and output zeros, values and gradients alike;
         ``unroll`` uses it when present. ``step`` stays the readable reference.
+      gates: the names of the gates, in the order of the diagnostics' gate axis
+        (``("f", "i", "g", "o")`` for the LSTM); empty for an ungated cell.
+      weight_blocks: the names of the ``[H, H]`` blocks of the recurrent weights ``w_h: [H, k*H]``,
+        in order, whose spectral radius the diagnostics report (``("W_h",)`` for a vanilla RNN).
+      masked_step: ``masked_step(params, carry, x, mask) -> (carry, h)``, the step with a
+        recurrent-dropout mask ``[H]`` applied inside its own recurrence, for a cell where
+        masking the hidden part of the carry before ``step`` is not the right place (the GRU
+        masks its recurrent products but not ``z * h_{t-1}``). None: `seqjax.layers` multiplies
+        the hidden part of the carry by the mask before ``step``.
+      remat_min_steps: for ``unroll(remat="auto")``, the sequence length from which
+        recomputing every step in the backward pass pays on the CPU for this cell; None uses
+        the generic `seqjax.unroll.AUTO_STEP_REMAT_MIN_STEPS`.
+
+    The last four fields are what the framework needs to know about a cell, set by its factory
+    so that nothing elsewhere tests a cell by its name. Their defaults mean "nothing special":
+    no gates, no named weight blocks, the generic masking and remat threshold; a cell written
+    by a user needs only the first five fields.
     """
 
     init: Callable[[jax.Array, int], Params]
@@ -45,6 +62,10 @@ class Cell(NamedTuple):
     hidden_size: int
     name: str
     scan: Callable[..., tuple[Carry, jax.Array]] | None = None
+    gates: tuple[str, ...] = ()
+    weight_blocks: tuple[str, ...] = ()
+    masked_step: Callable[..., tuple[Carry, jax.Array]] | None = None
+    remat_min_steps: int | None = None
 
 
 INPUT_INITS: dict[str, Callable[[], Initializer]] = {
@@ -64,17 +85,12 @@ def _identity(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) 
 def one_at_a_time(fn: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
     """``fn`` of one array that ``jax.vmap`` runs element by element (``lax.map``), not batched.
 
-    Why: XLA:CPU runs a batched LAPACK call (a QR of ``[n, H, H]``, which is what
-    ``jax.vmap`` makes of one QR) by handing the batch to its intra-op thread pool and
-    waiting, from a thread of that same pool. When every thread of the pool waits like this,
-    nothing is left to do the work and the program hangs, with the CPU idle. That happens as
-    soon as as many programs run at once as there are pool threads (one per core): several
-    simulated CPU devices (``parallel.seeds`` / ``parallel.data`` with
-    ``--xla_force_host_platform_device_count`` at least the number of cores) each running
-    the QR of a vmapped orthogonal initialisation, or independent QRs run side by side by
-    XLA's concurrency-optimised scheduler (see `seqjax._xla`). One matrix at a time, the QR
-    runs on the calling thread and never waits on the pool. Values are the same bit for bit
-    (each element is computed by the same unbatched ``fn``); nested vmaps nest the maps. Not
+    Why: XLA:CPU runs a batched LAPACK call (a QR of ``[n, H, H]``, which is what ``jax.vmap``
+    makes of one QR) by handing the batch to its intra-op thread pool and waiting from a thread
+    of that same pool, so it deadlocks once every pool thread waits on such a call (as many
+    programs at once as cores: simulated CPU devices, or QRs scheduled side by side). One
+    matrix at a time, the QR runs on the calling thread. Values are the same bit for bit (each
+    element is computed by the same unbatched ``fn``); nested vmaps nest the maps. Not
     differentiable (``custom_vmap``); it is meant for initialisers.
     """
 
@@ -132,16 +148,6 @@ def check_input(x: jax.Array, expected: int, cell_name: str) -> None:
             f"{expected} (the input_size given to init). Pass one time step x: [F]; unroll a "
             f"sequence [T, F] with seqjax.unroll."
         )
-
-
-def check_hidden_size(hidden_size: int, cell_name: str) -> None:
-    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 1:
-        raise ValueError(f"{cell_name}: hidden_size must be a positive int, got {hidden_size!r}")
-
-
-def check_input_size(input_size: int, cell_name: str) -> None:
-    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
-        raise ValueError(f"{cell_name}.init: input_size must be a positive int, got {input_size!r}")
 
 
 def chrono_bias(key: jax.Array, hidden_size: int, t_max: float, dtype: Any) -> jax.Array:

@@ -14,12 +14,11 @@ from seqjax.cells.base import (
     Cell,
     Initializer,
     Params,
-    check_hidden_size,
     check_input,
-    check_input_size,
     chrono_bias,
     resolve_init,
 )
+from seqjax.checks import positive_int
 
 
 class GRUGates(NamedTuple):
@@ -60,7 +59,9 @@ def gru(
         n_t = tanh(x_t @ W_n + b_n + r_t * (h_{t-1} @ U_n + b_hn))   candidate
         h_t = (1 - z_t) * n_t + z_t * h_{t-1}
 
-    ``z_t`` plays the part of the LSTM's forget gate: near one, the state is kept.
+    ``z_t`` plays the part of the LSTM's forget gate: near one, the state is kept. With
+    recurrent dropout (``Cell.masked_step``, mask ``m: [H]``) the three products read
+    ``(m * h_{t-1}) @ U`` while the interpolation keeps ``z_t * h_{t-1}``.
 
     Parameters (``init(key, input_size)``), gates fused in the order r, z, n::
 
@@ -83,13 +84,13 @@ def gru(
     Returns:
       A `Cell`.
     """
-    check_hidden_size(hidden_size, "gru")
+    positive_int(hidden_size, "hidden_size", "gru")
     w_i_init = resolve_init(input_init, INPUT_INITS, "input_init")
     w_h_init = resolve_init(recurrent_init, RECURRENT_INITS, "recurrent_init")
     H = hidden_size
 
     def init(key: jax.Array, input_size: int) -> Params:
-        check_input_size(input_size, "gru")
+        positive_int(input_size, "input_size", "gru.init")
         k_i, k_h, k_b = jax.random.split(key, 3)
         b_z = jnp.zeros((H,), dtype) if chrono is None else chrono_bias(k_b, H, chrono, dtype)
         zeros = jnp.zeros((H,), dtype)
@@ -109,5 +110,27 @@ def gru(
         h = (1.0 - gates.z) * gates.n + gates.z * carry
         return h, h
 
+    def masked_step(
+        params: Params, carry: jax.Array, x: jax.Array, mask: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        # Recurrent dropout masks the three recurrent products, not the interpolation.
+        check_input(x, params["w_i"].shape[0], "gru")
+        gates = gru_gates(params, carry * mask, x)
+        h = (1.0 - gates.z) * gates.n + gates.z * carry
+        return h, h
+
     scan = fused.gru_scan() if fast else None
-    return Cell(init, initial_carry, step, hidden_size, "gru", scan)
+    return Cell(
+        init,
+        initial_carry,
+        step,
+        hidden_size,
+        "gru",
+        scan,
+        gates=GRUGates._fields,
+        weight_blocks=GRUGates._fields,  # w_h is [U_r | U_z | U_n]
+        masked_step=masked_step,
+        # From 50 steps, recomputing each step beats storing its residuals on XLA:CPU
+        # (docs/performance.md; measured by experiments/bench_remat.py).
+        remat_min_steps=50,
+    )

@@ -14,12 +14,11 @@ from seqjax.cells.base import (
     Cell,
     Initializer,
     Params,
-    check_hidden_size,
     check_input,
-    check_input_size,
     chrono_bias,
     resolve_init,
 )
+from seqjax.checks import positive_int
 
 
 class LSTMCarry(NamedTuple):
@@ -98,13 +97,13 @@ def lstm(
       >>> params = cell.init(jax.random.key(0), 3)
       >>> carry, h = cell.step(params, cell.initial_carry(), jnp.zeros(3))
     """
-    check_hidden_size(hidden_size, "lstm")
+    positive_int(hidden_size, "hidden_size", "lstm")
     w_i_init = resolve_init(input_init, INPUT_INITS, "input_init")
     w_h_init = resolve_init(recurrent_init, RECURRENT_INITS, "recurrent_init")
     H = hidden_size
 
     def init(key: jax.Array, input_size: int) -> Params:
-        check_input_size(input_size, "lstm")
+        positive_int(input_size, "input_size", "lstm.init")
         k_i, k_h, k_b = jax.random.split(key, 3)
         if chrono is None:
             b_f = jnp.full((H,), forget_bias, dtype)
@@ -129,4 +128,16 @@ def lstm(
         return LSTMCarry(h=h, c=c), h
 
     scan = fused.lstm_scan() if fast else None
-    return Cell(init, initial_carry, step, hidden_size, "lstm", scan)
+    return Cell(
+        init,
+        initial_carry,
+        step,
+        hidden_size,
+        "lstm",
+        scan,
+        gates=LSTMGates._fields,
+        weight_blocks=LSTMGates._fields,  # w_h is [U_f | U_i | U_g | U_o]
+        # From 50 steps, recomputing each step beats storing its residuals on XLA:CPU
+        # (docs/performance.md; measured by experiments/bench_remat.py).
+        remat_min_steps=50,
+    )

@@ -14,11 +14,10 @@ from seqjax.cells.base import (
     Cell,
     Initializer,
     Params,
-    check_hidden_size,
     check_input,
-    check_input_size,
     resolve_init,
 )
+from seqjax.checks import positive_int
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -70,7 +69,7 @@ def rnn(
       >>> params = cell.init(jax.random.key(0), 4)
       >>> carry, h = cell.step(params, cell.initial_carry(), jnp.ones(4))
     """
-    check_hidden_size(hidden_size, "rnn")
+    positive_int(hidden_size, "hidden_size", "rnn")
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"rnn: unknown activation={activation!r}; expected one of {sorted(ACTIVATIONS)}"
@@ -80,7 +79,7 @@ def rnn(
     w_h_init = resolve_init(recurrent_init, RECURRENT_INITS, "recurrent_init")
 
     def init(key: jax.Array, input_size: int) -> Params:
-        check_input_size(input_size, "rnn")
+        positive_int(input_size, "input_size", "rnn.init")
         k_i, k_h = jax.random.split(key)
         return {
             "w_i": w_i_init(k_i, (input_size, hidden_size), dtype),
@@ -97,4 +96,4 @@ def rnn(
         return h, h
 
     scan = fused.rnn_scan(activation) if fast else None
-    return Cell(init, initial_carry, step, hidden_size, "rnn", scan)
+    return Cell(init, initial_carry, step, hidden_size, "rnn", scan, weight_blocks=("W_h",))

@@ -14,7 +14,7 @@ does it for the gradient norms)::
 For a whole model (a readout over one cell, as training builds it) `model_diagnostics` gives
 the mean ``||dL_b/dh_t||`` over a task batch, the recurrent spectral radius and the gate
 saturation; a config section ``diagnostics: {every: N}`` records them during training into
-``diagnostics.npz`` (`seqjax.diagnostics.record`, read back with `read_diagnostics`).
+``diagnostics.npz`` (`seqjax.experiment.recorder`, which also reads them back).
 
 Plots live in `seqjax.diagnostics.plot` (``from seqjax.diagnostics import plot``), which is not
 imported here so that matplotlib stays optional and unloaded.
@@ -44,7 +44,6 @@ from seqjax.diagnostics.jacobians import (
     step_jacobians,
 )
 from seqjax.diagnostics.model import ModelDiagnostics, model_diagnostics
-from seqjax.diagnostics.record import read_diagnostics
 
 __all__ = [
     "GATE_SPECS",
@@ -67,7 +66,6 @@ __all__ = [
     "lyapunov_exponents",
     "masked_scan",
     "model_diagnostics",
-    "read_diagnostics",
     "recurrent_eigenvalues",
     "recurrent_spectral_radius",
     "step_jacobians",

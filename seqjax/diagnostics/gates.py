@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from seqjax.cells.base import Carry, Cell, Params
 from seqjax.cells.gru import gru_gates
 from seqjax.cells.lstm import lstm_gates
+from seqjax.checks import positive_int
 from seqjax.diagnostics._common import (
     check_sequence,
     masked_scan,
@@ -131,8 +132,7 @@ def gate_stats(
       >>> stats.mean["f"]          # [T], close to sigmoid(3) = 0.95 at initialisation
     """
     xs = check_sequence(xs, "gate_stats")
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
-        raise ValueError(f"gate_stats: bins must be a positive int, got {bins!r}")
+    positive_int(bins, "bins", "gate_stats")
     if not 0.0 < eps < 0.5:
         raise ValueError(f"gate_stats: eps must be in (0, 0.5), got {eps!r}")
     spec = _resolve_spec(cell, spec)

@@ -30,9 +30,7 @@ from seqjax.layers import last_step
 from seqjax.models import dense
 
 MODEL_PATTERNS = ("many_to_one", "many_to_many")
-MODEL_LOSSES = ("mse", "cross_entropy")
-GATE_NAMES: dict[str, tuple[str, ...]] = {"lstm": ("f", "i", "g", "o"), "gru": ("r", "z", "n")}
-"""The gates whose saturation is recorded, in order, per cell name (other cells: none)."""
+MODEL_LOSSES = losses.TASK_LOSSES
 
 
 class ModelDiagnostics(NamedTuple):
@@ -42,10 +40,10 @@ class ModelDiagnostics(NamedTuple):
       loss: the mean over examples of the per-example task loss.
       grad_norm: ``[T]``, the mean over valid examples of ``||dL_b/dh_t||`` (zero where no
         example is valid).
-      weight_radius: ``[k]``, spectral radius of each recurrent gate block (k = 1 rnn / irnn,
-        4 lstm, 3 gru).
-      gate_saturation: ``[G]``, saturated fraction per gate of ``GATE_NAMES[cell.name]``
-        (``[0]`` for an ungated cell).
+      weight_radius: ``[k]``, spectral radius of each recurrent gate block, in the order of
+        ``cell.weight_blocks`` (k = 1 rnn / irnn, 4 lstm, 3 gru).
+      gate_saturation: ``[G]``, saturated fraction per gate of ``cell.gates`` (``[0]`` for an
+        ungated cell).
     """
 
     loss: jax.Array
@@ -55,12 +53,12 @@ class ModelDiagnostics(NamedTuple):
 
 
 def gate_names(cell: Cell) -> tuple[str, ...]:
-    """The gates `model_diagnostics` reports for ``cell`` (empty for an ungated cell)."""
-    return GATE_NAMES.get(cell.name, ())
+    """The gates `model_diagnostics` reports for ``cell``: ``cell.gates`` (empty if ungated)."""
+    return cell.gates
 
 
 def example_loss(loss: str, outputs: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
-    """The task loss of one example (``seqjax.experiment``'s loss with a batch of one).
+    """The task loss of one example: `seqjax.losses.task_loss` with a batch of one.
 
     Args:
       loss: ``"mse"`` or ``"cross_entropy"``.
@@ -68,14 +66,8 @@ def example_loss(loss: str, outputs: jax.Array, target: jax.Array, mask: jax.Arr
       target: ``[]`` / ``[T]`` int classes, or ``[D]`` / ``[T, D]`` (or without ``D``) floats.
       mask: ``[]`` / ``[T]``, positive where the target counts.
     """
-    outputs, target, valid = outputs[None], target[None], (mask > 0)[None]
-    if loss == "mse":
-        if target.ndim == outputs.ndim - 1:
-            target = target[..., None]
-        return losses.mse(outputs, target.astype(outputs.dtype), valid)
-    if loss == "cross_entropy":
-        return losses.softmax_cross_entropy(outputs, target, valid)
-    raise ValueError(f"example_loss: loss={loss!r}, expected one of {list(MODEL_LOSSES)}")
+    value, _ = losses.task_loss(loss, outputs[None], target[None], mask[None])
+    return value
 
 
 def _check(cell: Any, pattern: str, loss: str, params: Any) -> None:

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 _GATE_ORDER = "figorzn"  # LSTM f, i, g, o; GRU r, z, n
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """An empty Figure of ``figsize`` inches, constrained layout, outside pyplot's registry."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize, layout="constrained")
@@ -67,7 +68,7 @@ def plot_grad_norms(
             f"plot_grad_norms: curves must be a non-empty mapping {{label: [T] norms}}, "
             f"got {type(curves).__name__}"
         )
-    fig = _figure(figsize)
+    fig = new_figure(figsize)
     ax = fig.add_subplot()
     for name, values in curves.items():
         arr = _curve(name, values)
@@ -104,7 +105,7 @@ def plot_eigenvalues(
     sets = eigenvalues if isinstance(eigenvalues, Mapping) else {"eigenvalues": eigenvalues}
     if not sets:
         raise ValueError("plot_eigenvalues: got an empty mapping; expected {label: array}")
-    fig = _figure(figsize)
+    fig = new_figure(figsize)
     ax = fig.add_subplot()
     theta = np.linspace(0.0, 2.0 * np.pi, 256)
     ax.plot(np.cos(theta), np.sin(theta), color="0.5", linestyle="--", label="unit circle")
@@ -138,8 +139,8 @@ def plot_gate_histograms(
 
     Args:
       stats: a `GateStats` from `gate_stats` (one sequence, unbatched).
-      gates: which gates to show, in order; all of them when None (LSTM f, i, g, o;
-        GRU r, z, n).
+      gates: which gates to show, in order (e.g. ``cell.gates``); all of them when None
+        (LSTM f, i, g, o; GRU r, z, n).
       figsize: the figure size in inches; scales with the number of gates when None.
 
     Returns:
@@ -152,7 +153,7 @@ def plot_gate_histograms(
         raise ValueError(
             f"plot_gate_histograms: gates={names!r}; expected a non-empty subset of {available}"
         )
-    fig = _figure(figsize or (3.0 * len(names), 3.0))
+    fig = new_figure(figsize or (3.0 * len(names), 3.0))
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, name in zip(axes, names, strict=True):
         counts = np.asarray(stats.hist[name], dtype=np.float64)
@@ -171,3 +172,6 @@ def plot_gate_histograms(
         ax.set_xlabel("activation")
     axes[0].set_ylabel("fraction of units")
     return fig
+
+
+_figure = new_figure  # kept until record.py moves
