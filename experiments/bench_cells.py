@@ -519,4 +519,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts, as the seqjax command does
     main()

@@ -57,9 +57,8 @@ import numpy as np  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from seqjax import parallel  # noqa: E402
-from seqjax.config import config_from_data  # noqa: E402
-from seqjax.experiment import Experiment  # noqa: E402
+from seqjax import parallel, xla  # noqa: E402
+from seqjax.experiment import Experiment, config_from_data  # noqa: E402
 from seqjax.train import make_train  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_seeds.json"
@@ -122,7 +121,7 @@ def main() -> None:
         }
     )
     exp = Experiment(cfg)
-    train = make_train(exp.trainer, steps)
+    train = make_train(exp.run_trainer(), steps)
     # Matmul FLOPs of one update: forward 2 B T (F + H) 4H, backward twice that.
     features = exp.task.input_size
     flops_per_update = 3 * 2 * batch * length * (features + hidden) * 4 * hidden
@@ -220,4 +219,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    xla.configure()  # before JAX starts, as the seqjax command does
     main()

@@ -33,6 +33,7 @@ def sample(key: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
 
 
 def main() -> None:
+    seqjax.xla.configure()  # before any array: XLA reads its flags once
     cell = seqjax.lstm(HIDDEN)
     k_cell, k_out, k_data = jax.random.split(jax.random.key(0), 3)
     params = {

@@ -47,6 +47,8 @@ os.environ["XLA_FLAGS"] = (
 import jax
 import jax.numpy as jnp
 
+import seqjax
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cells
 
@@ -181,4 +183,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts, as the seqjax command does
     main()

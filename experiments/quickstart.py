@@ -12,14 +12,14 @@ import argparse
 import datetime
 from pathlib import Path
 
-from seqjax.config import load_config
-from seqjax.experiment import run_experiment
-from seqjax.report import write_report
+import seqjax
+from seqjax.experiment import load_config, write_report
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
 
 
 def main() -> None:
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default="runs")
@@ -31,7 +31,8 @@ def main() -> None:
     for cell in ("lstm", "rnn"):
         cfg = load_config(CONFIG, [*args.set, f"model.cell={cell}", f"name=adding-{cell}"])
         print(f"training {cfg.name}: {cell} on adding T={cfg.task.options['length']}")
-        runs.append(run_experiment(cfg, run_dir=root / cell, progress=not args.no_progress))
+        result = seqjax.run(cfg, run_dir=root / cell, progress=not args.no_progress)
+        runs.append(result.run_dir)
     report = write_report(runs, root)
     print(report.read_text())
     print(f"results and plots: {root}/ (report: {report})")

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+import seqjax
+
 try:
     from experiments.claims import common
     from experiments.claims.truncation import update_cost
@@ -185,4 +187,5 @@ def _mean(d: dict[str, Any]) -> float:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     print(main()["md"])

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+import seqjax
+
 try:
     from experiments.claims import common
 except ImportError:  # run as a script
@@ -113,4 +115,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     print(main()["md"])

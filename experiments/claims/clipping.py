@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+import seqjax
+
 try:
     from experiments.claims import common
 except ImportError:  # run as a script
@@ -187,4 +189,5 @@ def _verdict(data: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     print(main()["md"])

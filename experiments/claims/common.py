@@ -1,8 +1,8 @@
 """Shared helpers of the claim experiments: configs, training, tables, figures, CLI.
 
 Every experiment script builds its configs from the YAML files in ``configs/`` with
-overrides (`config`), trains them with `seqjax.experiment.run_experiment` (all seeds vmapped in
-one program, `train`), and writes a Markdown + JSON table and a PNG figure under its out
+overrides (`config`), trains them in memory with `seqjax.run` (all seeds vmapped in one
+program, `train`), and writes a Markdown + JSON table and a PNG figure under its out
 folder (`write_result`). Each script's ``main(argv)`` takes ``--tiny`` (a seconds-long smoke
 run) and ``--out DIR``.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from seqjax.config import ExperimentConfig, config_from_data, dump_config, parse_yaml
-from seqjax.experiment import run_experiment
-from seqjax.runs import read_metrics, read_summary, series, write_json_atomic, write_text_atomic
+import seqjax
+from seqjax.experiment import ExperimentConfig, config_from_data, dump_config, parse_yaml
+from seqjax.experiment.runs import write_atomic, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -79,40 +79,67 @@ def config(yaml_path: str, *, tiny: bool = False, **sections: Any) -> Experiment
 
 
 def train(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Trains ``cfg`` in a throwaway run folder; returns what the tables and figures need.
+    """Trains ``cfg`` in memory (`seqjax.run`, nothing written); returns what the tables and
+    figures need.
+
+    The curves are the values a run folder's ``metrics.jsonl`` logs (`logged`): the mean of
+    each chunk's updates, every ``log.every`` steps (default: every chunk) and at the end.
 
     Returns:
-      ``{"summary": summary.json, "steps": [N], "loss": [N, S], "grad_norm": [N, S],
+      ``{"summary": the summary.json dict, "steps": [N], "loss": [N, S], "grad_norm": [N, S],
       "eval_loss": [S], "eval_accuracy": [S] or None, "wall_s": float, "config": YAML,
-      "diagnostics": the run's ``diagnostics.npz`` arrays when ``cfg.diagnostics`` is set, else
+      "diagnostics": the ``diagnostics.npz`` arrays when ``cfg.diagnostics`` is set, else
       None}``.
     """
-    with tempfile.TemporaryDirectory(prefix="seqjax-claims-") as tmp:
-        start = time.perf_counter()
-        run_dir = run_experiment(cfg, tmp, progress=False)
-        wall = time.perf_counter() - start
-        summary = read_summary(run_dir)
-        records = read_metrics(run_dir)
-        diagnostics = None
-        if cfg.diagnostics is not None:
-            from seqjax.diagnostics.record import read_diagnostics
-
-            diagnostics = read_diagnostics(run_dir)
-    steps, loss = series(records, "loss")
-    _, grad_norm = series(records, "grad_norm")
-    final = summary["eval"]
+    start = time.perf_counter()
+    result = seqjax.run(cfg, progress=False)
+    wall = time.perf_counter() - start
+    steps, curves = logged(cfg, result.metrics, ("loss", "grad_norm"))
+    final = result.summary["eval"]
     acc = final.get("accuracy")
     return {
-        "summary": summary,
+        "summary": result.summary,
         "steps": steps,
-        "loss": loss,
-        "grad_norm": grad_norm,
+        "loss": curves["loss"],
+        "grad_norm": curves["grad_norm"],
         "eval_loss": np.atleast_1d(np.asarray(final["loss"], dtype=np.float64)),
         "eval_accuracy": None if acc is None else np.atleast_1d(np.asarray(acc, np.float64)),
         "wall_s": wall,
         "config": dump_config(cfg),
-        "diagnostics": diagnostics,
+        "diagnostics": result.diagnostics,
     }
+
+
+def logged(
+    cfg: ExperimentConfig, metrics: dict[str, np.ndarray], keys: tuple[str, ...]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The training curves ``metrics.jsonl`` would hold, from every update's metrics.
+
+    `seqjax.train.fit` trains ``train.chunk_size`` updates at a time; a run logs the mean of
+    a chunk's updates after each chunk that ends on a multiple of ``log.every`` (default:
+    every chunk) or at ``train.steps``.
+
+    Args:
+      cfg: the run's config.
+      metrics: `seqjax.RunResult.metrics`, ``name -> [runs, steps]``.
+      keys: the metrics to return.
+
+    Returns:
+      The logged steps ``[N]`` and, for each key, its values ``[N, runs]`` (float64).
+    """
+    chunk, total = cfg.train.chunk_size, cfg.train.steps
+    every = cfg.log.every or chunk
+    trained = next(iter(metrics.values())).shape[-1]
+    steps, rows = [], []
+    for first in range(0, trained, chunk):
+        last = min(first + chunk, trained)
+        if last % every == 0 or last == total:
+            steps.append(last)
+            rows.append({k: np.mean(np.asarray(metrics[k])[:, first:last], axis=-1) for k in keys})
+    curves = {
+        k: np.asarray([r[k] for r in rows], dtype=np.float64).reshape(len(rows), -1) for k in keys
+    }
+    return np.asarray(steps, dtype=np.float64), curves
 
 
 def mean_std(values: Any, digits: int = 3) -> str:
@@ -186,7 +213,7 @@ def write_result(
     if notes:
         parts += [notes, ""]
     md = out / f"{name}.md"
-    write_text_atomic(md, "\n".join(parts))
+    write_atomic(md, "\n".join(parts))
     payload = {"name": name, "title": title, "seeds": seeds, "wall_time_s": wall_s, **data}
     write_json_atomic(out / f"{name}.json", json.loads(json.dumps(payload, default=_plain)))
     return md

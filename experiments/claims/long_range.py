@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+import seqjax
+
 try:
     from experiments.claims import common
 except ImportError:  # run as a script
@@ -146,4 +148,5 @@ def _verdict(data: list[dict[str, Any]], grid: dict[str, list[int]]) -> str:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     print(main()["md"])

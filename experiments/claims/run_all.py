@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import seqjax
+from seqjax.experiment.runs import write_atomic
+
 try:
     from experiments.claims import common
 except ImportError:  # run as a script
@@ -98,7 +101,7 @@ def collect(out: Path, results: Path, total_s: float | None = None) -> Path:
             + "\n".join(f"- `{m}` (`python -m experiments.claims.{m}`)" for m in missing)
             + "\n"
         )
-    common.write_text_atomic(results, "\n".join(parts))
+    write_atomic(results, "\n".join(parts))
     return results
 
 
@@ -133,4 +136,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     main()

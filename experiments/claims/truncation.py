@@ -17,7 +17,9 @@ from typing import Any
 import jax
 import numpy as np
 
+import seqjax
 from seqjax.experiment import Experiment
+from seqjax.train import compile_trainer
 
 try:
     from experiments.claims import common
@@ -66,10 +68,10 @@ def _cfg(
 
 def update_cost(cfg, repeats: int) -> dict[str, float]:
     """Seconds per update (median of ``repeats``) and temporary bytes of the jitted step."""
-    exp = Experiment(cfg)
-    state, data_key = exp.trainer.init(jax.random.key(0))
-    state, batch = exp.trainer.prepare(state, data_key)
-    compiled = jax.jit(exp.trainer.train_step).lower(state, batch).compile()
+    trainer = compile_trainer(Experiment(cfg).run_trainer())  # one run
+    state, data_key = trainer.init(jax.random.key(0))
+    state, batch = trainer.prepare(state, data_key)
+    compiled = trainer.train_step.lower(state, batch).compile()
     memory = compiled.memory_analysis()
     temp = float(getattr(memory, "temp_size_in_bytes", np.nan)) if memory is not None else np.nan
     jax.block_until_ready(compiled(state, batch))
@@ -225,4 +227,5 @@ def _verdict(data: list[dict[str, Any]], lag: int) -> str:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     print(main()["md"])

@@ -3,7 +3,7 @@
 ``||dL/dh_t||`` against the timestep t, at initialisation and after training on the adding
 problem (loss at the last step only), for a tanh RNN, an LSTM with forget-gate bias 0, 1 and
 chrono initialisation, and a GRU. The curves are recorded by the run's ``diagnostics``
-section (`seqjax.diagnostics.record`: mean over a fixed batch); the decay rate is the slope
+section (`seqjax.experiment.recorder`: mean over a fixed batch); the decay rate is the slope
 of a least-squares line through ``log10 ||dL/dh_t||`` (`seqjax.diagnostics.decay_rate`), in
 decades per step back in time.
 
@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import seqjax
 from seqjax.diagnostics import decay_rate
 
 try:
@@ -169,4 +170,5 @@ def _verdict(data: list[dict[str, Any]]) -> str:
 
 
 if __name__ == "__main__":
+    seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
     print(main()["md"])

@@ -1,14 +1,28 @@
 """The benchmarks run end to end at a tiny size (their figures come from full runs by hand)."""
 
 import json
+import os
 import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
+import pytest
+
+# The scripts call seqjax.xla.configure() as they start; run in this process, whose backend may
+# already run, it can only warn.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:seqjax.xla.configure\\(\\) was called after JAX started:RuntimeWarning"
+)
 
 BENCH = Path(__file__).resolve().parents[2] / "experiments" / "bench_cells.py"
+
+
+@pytest.fixture(autouse=True)
+def _restore_xla_flags(monkeypatch):
+    """Undoes the scripts' edit of XLA_FLAGS in this process after each test."""
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
 
 
 def test_bench_cells_quick(tmp_path, monkeypatch):
