@@ -1,33 +1,36 @@
-"""seqjax: a JAX functional research framework for recurrent sequence models."""
+"""seqjax: a JAX functional research framework for recurrent sequence models.
 
-# `_xla` first: it sets XLA_FLAGS before any submodule can start a JAX backend.
+Importing seqjax changes no environment variable, JAX setting or matplotlib backend; for the
+XLA:CPU flag the ``seqjax`` command sets, see `seqjax.xla.configure`.
+"""
+
 from seqjax import (
-    _xla,  # noqa: F401
     baselines,
     cells,
-    config,
     diagnostics,
+    experiment,
     layers,
     losses,
     models,
     parallel,
-    sweep,
     tasks,
     train,
+    xla,
 )
 from seqjax.baselines import BASELINES, tcn, transformer
 from seqjax.cells import CELLS, Cell, LSTMCarry, get_cell, gru, irnn, lstm, rnn
-from seqjax.config import ExperimentConfig, load_config
+from seqjax.experiment import ExperimentConfig, RunResult, load_config, run, train_from_config
 from seqjax.layers import BidirectionalCarry, Layer, as_layer, bidirectional, stack
 from seqjax.models import MODELS, Model, many_to_many, many_to_one, one_to_many, seq2seq
 from seqjax.tasks import TASKS, Batch, Task, get_task
 from seqjax.train import (
     TrainState,
+    compile_trainer,
     fit,
+    make_optimizer,
     make_train,
     make_train_step,
     make_trainer,
-    optimizer_from_config,
 )
 from seqjax.unroll import unroll
 
@@ -45,14 +48,16 @@ __all__ = [
     "LSTMCarry",
     "Layer",
     "Model",
+    "RunResult",
     "Task",
     "TrainState",
     "as_layer",
     "baselines",
     "bidirectional",
     "cells",
-    "config",
+    "compile_trainer",
     "diagnostics",
+    "experiment",
     "fit",
     "get_cell",
     "get_task",
@@ -62,6 +67,7 @@ __all__ = [
     "load_config",
     "losses",
     "lstm",
+    "make_optimizer",
     "make_train",
     "make_train_step",
     "make_trainer",
@@ -69,15 +75,16 @@ __all__ = [
     "many_to_one",
     "models",
     "one_to_many",
-    "optimizer_from_config",
     "parallel",
     "rnn",
+    "run",
     "seq2seq",
     "stack",
-    "sweep",
     "tasks",
     "tcn",
     "train",
+    "train_from_config",
     "transformer",
     "unroll",
+    "xla",
 ]

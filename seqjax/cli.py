@@ -2,10 +2,16 @@
 
     seqjax train configs/adding/lstm.yaml --set model.hidden_size=256 --set train.steps=500
     seqjax train configs/adding/lstm.yaml --resume runs/adding-lstm-20261125-120000
+    seqjax train my_config.yaml --import my_cells      # a module that registers its own cells
     seqjax sweep configs/adding/lstm.yaml --set 'sweep={optimizer.learning_rate: [1e-3, 1e-2]}'
     seqjax eval runs/<run>/
     seqjax report runs/<run-a>/ runs/<run-b>/
     seqjax list
+
+Each command is a thin writer over `seqjax.experiment` (`run`, `run_sweep`, `evaluate_run`,
+`write_report`). Before anything else, `main` applies seqjax's XLA:CPU flag
+(`seqjax.xla.configure`) and imports the ``--import`` modules, so cells and tasks they
+register can be named in a config.
 
 Errors a user can fix (a missing file, bad YAML, an unknown key or task) are printed as one
 line on stderr, with exit status 2; anything else is a bug and keeps its traceback.
@@ -14,14 +20,27 @@ line on stderr, with exit status 2; anything else is a bug and keeps its traceba
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from seqjax.config import ConfigError
+from seqjax import xla
+from seqjax.cells import CELLS
+from seqjax.experiment import (
+    ConfigError,
+    evaluate_run,
+    load_config,
+    run,
+    run_sweep,
+    write_report,
+)
+from seqjax.parallel import initialize, is_main_process
+from seqjax.tasks import TASKS
+from seqjax.train import OPTIMIZERS
 
 
 class UsageError(Exception):
@@ -30,8 +49,6 @@ class UsageError(Exception):
 
 def _start_processes(args: argparse.Namespace) -> None:
     """Several hosts: ``jax.distributed.initialize`` from the flags or SEQJAX_* variables."""
-    from seqjax.parallel import initialize
-
     try:
         initialize(args.coordinator, args.num_processes, args.process_id)
     except ValueError as e:
@@ -69,11 +86,24 @@ def _add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _train(args: argparse.Namespace) -> int:
-    from seqjax.config import load_config
-    from seqjax.experiment import run_experiment
-    from seqjax.parallel import is_main_process
+def _import_modules(names: list[str]) -> None:
+    """Imports each ``--import`` module (a module path, e.g. ``my_cells``, found on sys.path
+    or in the working directory), for the cells and tasks it registers."""
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the working directory, as ``python -m`` has it
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and name.startswith(e.name):
+                raise UsageError(
+                    f"--import {name}: no module named {e.name!r} (give a module path like "
+                    f"my_cells, importable from the working directory or sys.path)"
+                ) from None
+            raise
 
+
+def _train(args: argparse.Namespace) -> int:
     _start_processes(args)
 
     if args.resume is not None:
@@ -93,24 +123,18 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError("train: give a CONFIG file (or --resume RUN)")
         cfg = load_config(args.config, args.set)
         run_dir = None
-    out = run_experiment(cfg, args.out, run_dir=run_dir, progress=not args.no_progress)
-    if not is_main_process():
-        return 0
-    summary = json.loads((out / "summary.json").read_text())
-    _print_summary(out, summary)
+    result = run(cfg, out=args.out, run_dir=run_dir, progress=not args.no_progress)
+    if is_main_process():
+        _print_summary(result.run_dir, result.summary)
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from seqjax.config import load_config
-    from seqjax.parallel import is_main_process
-    from seqjax.sweep import run_sweep
-
     _start_processes(args)
     cfg = load_config(args.config, args.set)
     if not cfg.sweep:
         raise UsageError(f"sweep: {args.config} has no sweep section (e.g. --set sweep={{...}})")
-    root = run_sweep(cfg, args.out, progress=not args.no_progress)
+    root = run_sweep(cfg, out=args.out, progress=not args.no_progress)
     if not is_main_process():
         return 0
     print((root / "report.md").read_text())
@@ -119,33 +143,26 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _print_summary(run_dir: Path, summary: dict) -> None:
-    loss = summary["eval"]["loss"]
-    loss = sum(loss) / len(loss) if isinstance(loss, list) else loss
+    loss = float(np.mean(summary["eval"]["loss"]))
     line = (
         f"{summary['name']}: {summary['model']} on {summary['task']}, {summary['steps']} steps, "
         f"eval loss {loss:.4f} (baseline {summary['baseline']:.4f}, ratio "
         f"{summary['eval_vs_baseline']:.3f})"
     )
     if "accuracy" in summary["eval"]:
-        acc = summary["eval"]["accuracy"]
-        acc = sum(acc) / len(acc) if isinstance(acc, list) else acc
-        line += f", accuracy {acc:.3f}"
+        line += f", accuracy {float(np.mean(summary['eval']['accuracy'])):.3f}"
     print(line)
     print(f"results: {run_dir}")
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from seqjax.experiment import evaluate_run
-
-    for run in args.runs:
-        values = evaluate_run(run)
-        print(f"{run}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    for run_dir in args.runs:
+        values = evaluate_run(run_dir)
+        print(f"{run_dir}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from seqjax.report import write_report
-
     path = write_report(args.runs, args.out)
     print(path.read_text())
     print(f"report: {path}")
@@ -154,9 +171,6 @@ def _report(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     del args
-    from seqjax.cells import CELLS
-    from seqjax.tasks import TASKS
-    from seqjax.train import OPTIMIZERS
 
     def first_line(obj: object) -> str:
         doc = (getattr(obj, "__doc__", None) or "").strip()
@@ -175,19 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seqjax", description="Train and study recurrent sequence models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    imports = argparse.ArgumentParser(add_help=False)
+    imports.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module first, e.g. one that registers its own cells or tasks (repeatable)",
+    )
 
-    train = sub.add_parser("train", help="train a config and write a run folder")
+    train = sub.add_parser("train", parents=[imports], help="train a config and write a run folder")
     train.add_argument("config", nargs="?", help="a YAML config file")
     _add_run_flags(train, "run", "e.g. --set train.steps=500 (repeatable)")
     train.add_argument("--resume", metavar="RUN", help="continue a stopped run from its folder")
     train.set_defaults(func=_train)
 
-    sweep = sub.add_parser("sweep", help="train a config's sweep grid; one folder, one report")
+    sweep = sub.add_parser(
+        "sweep", parents=[imports], help="train a config's sweep grid; one folder, one report"
+    )
     sweep.add_argument("config", help="a YAML config file with a sweep section")
     _add_run_flags(sweep, "sweep", "e.g. --set 'sweep={optimizer.learning_rate: [0.1, 1]}'")
     sweep.set_defaults(func=_sweep)
 
-    ev = sub.add_parser("eval", help="evaluate the final checkpoint of runs")
+    ev = sub.add_parser("eval", parents=[imports], help="evaluate the final checkpoint of runs")
     ev.add_argument("runs", nargs="+")
     ev.set_defaults(func=_eval)
 
@@ -196,14 +221,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="folder of report.md (default: next to the runs)")
     report.set_defaults(func=_report)
 
-    ls = sub.add_parser("list", help="tasks, cells and optimizers, one line each")
+    ls = sub.add_parser(
+        "list", parents=[imports], help="tasks, cells and optimizers, one line each"
+    )
     ls.set_defaults(func=_list)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    xla.configure(warn=False)  # before JAX starts a backend: XLA reads its flags once
     args = build_parser().parse_args(argv)
     try:
+        _import_modules(getattr(args, "imports", []))
         return args.func(args)
     except (ConfigError, UsageError, FileNotFoundError, yaml.YAMLError) as e:
         message = str(e).strip().replace("\n", " ")

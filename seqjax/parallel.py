@@ -10,9 +10,10 @@ One program trains ``[runs]`` independent runs (the seeds, times the grid of a s
 
 It is ``jax.jit`` with ``NamedSharding``s (GSPMD): the train step is the single-device one;
 the only additions are a sharding constraint on each sampled batch (`shard_batch_fn`), a
-``spmd_axis_name`` on the vmap over runs, and the shardings of the jitted ``init``/``run``
-(`shard_trainer`). With one device, nothing changes. The config key is
-``parallel: {data: N | "auto", seeds: N | "auto"}``.
+``spmd_axis_name`` on the vmap over runs (`map_runs`), and the shardings of the jitted
+``init``/``run`` (`trainer_shardings`, given to `seqjax.train.compile_trainer`). With one
+device, nothing changes. The config section is
+``parallel: {data: N | "auto", seeds: N | "auto", seed_batch: k | "auto" | null}``.
 
 Several hosts: call `initialize` (``jax.distributed.initialize``) first in every process;
 then ``jax.devices()`` lists the devices of all processes and the mesh spans them.
@@ -30,23 +31,23 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from seqjax.config import ExperimentConfig, ParallelConfig
-from seqjax.train import Trainer, TrainState
+from seqjax.checks import positive_int
+from seqjax.train import TrainerShardings, TrainState
 
 __all__ = [
     "DATA",
     "SEEDS",
     "agree_on_path",
+    "auto_seed_batch",
+    "check_mesh_fits",
     "initialize",
     "is_main_process",
     "make_mesh",
     "map_runs",
-    "mesh_from_config",
     "put_runs",
     "replicated",
-    "seed_batch_for",
     "shard_batch_fn",
-    "shard_trainer",
+    "trainer_shardings",
 ]
 
 SEEDS = "seeds"
@@ -78,8 +79,8 @@ def make_mesh(
     if data == "auto" and seeds == "auto":
         raise ValueError("make_mesh: data and seeds cannot both be 'auto'; fix one to a number")
     for name, value in (("data", data), ("seeds", seeds)):
-        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"make_mesh: {name} must be a positive int or 'auto', got {value!r}")
+        if value != "auto":
+            positive_int(value, name, "make_mesh", extra=" or 'auto'")
     if data == "auto":
         data = max(len(devices) // seeds, 1)
     if seeds == "auto":
@@ -94,24 +95,20 @@ def make_mesh(
     return Mesh(grid, (SEEDS, DATA))
 
 
-def mesh_from_config(
-    cfg: ParallelConfig, *, batch_size: int, num_runs: int | None = None
-) -> Mesh | None:
-    """The mesh of the ``parallel`` section, or None when it asks for a single device.
+def check_mesh_fits(mesh: Mesh, *, batch_size: int, num_runs: int | None = None) -> None:
+    """Checks that ``mesh`` divides the runs and the batch.
 
     Args:
-      cfg: the ``parallel`` section.
+      mesh: from `make_mesh`.
+      batch_size: sequences per update: a multiple of the `DATA` devices.
       num_runs: the length of the run axis (seeds times grid cells): a multiple of the
-        ``seeds`` devices; None: not checked here.
-      batch_size: ``train.batch_size``: a multiple of the ``data`` devices.
+        `SEEDS` devices; None: not checked.
 
     Raises:
-      ValueError: naming ``parallel.seeds`` / ``parallel.data`` when it does not divide.
+      ValueError: naming ``parallel.seeds`` / ``parallel.data`` (the config keys) when one
+        does not divide.
     """
-    mesh = make_mesh(cfg.data, cfg.seeds)
     seeds, data = mesh.shape[SEEDS], mesh.shape[DATA]
-    if seeds * data == 1:
-        return None
     if num_runs is not None and num_runs % seeds:
         raise ValueError(
             f"parallel.seeds={seeds} devices must divide the {num_runs} runs (seeds x sweep "
@@ -122,54 +119,33 @@ def mesh_from_config(
             f"parallel.data={data} devices must divide train.batch_size={batch_size}; use a "
             f"batch size that is a multiple of {data}"
         )
-    return mesh
 
 
 AUTO_SEED_BATCH_MAX_ELEMENTS = 4096
-"""``seed_batch: "auto"`` vmaps every run of a device at once up to this many ``runs x batch
-x hidden`` elements per device (`seed_batch_for`)."""
+"""`auto_seed_batch` vmaps every run of a device at once up to this many ``runs x batch x
+hidden`` elements per device."""
 
 
-def seed_batch_for(cfg: ExperimentConfig, num_runs: int, mesh: Mesh | None) -> int | None:
-    """The group size that ``parallel.seed_batch`` means for ``num_runs`` runs: an int, or
-    None for all runs at once.
+def auto_seed_batch(
+    num_runs: int, *, batch_size: int, hidden_size: int, mesh: Mesh | None = None
+) -> int | None:
+    """How many runs of a recurrent model each device should vmap at once (None: all).
 
-    ``"auto"``: on the CPU, a recurrent model whose runs on one device hold more than
-    `AUTO_SEED_BATCH_MAX_ELEMENTS` elements in ``runs x batch x hidden`` (the batch and the
-    runs per device) goes in groups of 2 (of 1 for an odd number of runs, which would
-    otherwise compile the training program twice, once for the remainder); anything else
-    all at once. Measured with 8 seeds on one device of a 2-core Intel CPU, time of the runs
-    one after another over the time of each grouping (jax 0.10.2, session 6)::
-
-        cell  H    B   T    | groups of 1   2     4     all 8
-        lstm  32   16  100  |      0.87    1.17  1.23  1.27    <- 4096 elements: all
-        lstm  16   32  200  |      0.81    1.06  1.16  1.23    <- 4096: all
-        gru   32   16  100  |      1.02    1.13  1.15  1.32    <- 4096: all
-        lstm  32   64  100  |      0.87    1.02  1.11  0.75
-        lstm  64   16  100  |      0.83    1.05  0.90  0.84
-        lstm  64   64  150  |      0.85    1.04  0.70  0.71    (configs/adding/lstm.yaml)
-        lstm  128  16  100  |      0.87    0.92  0.87  0.78
-        lstm  128  32  100  |      0.92    0.96  0.89  0.93
-        gru   64   64  150  |      0.92    1.04  0.98  0.92
-        rnn   64   64  150  |      0.92    1.14  1.07  0.83
-        rnn   128  16  100  |      0.83    1.06  0.92  0.81
-
-    Larger vmapped steps lose because XLA:CPU splits their element-wise work over its
-    intra-op threads at a loss on 2 cores (README, "Scaling up"). Sharded over 2 devices
-    (`SEEDS`), 8 runs of configs/adding/lstm.yaml took 5.84 s per 100 steps in groups of 2
-    against 6.36 s all at once. Not measured on GPUs, TPUs or CPUs with more cores: all at
-    once there, as for the baselines (transformer, TCN).
+    The rule (``parallel.seed_batch: "auto"``): on the CPU, when one device's runs hold more
+    than `AUTO_SEED_BATCH_MAX_ELEMENTS` elements of ``runs x batch x hidden``, groups of 2
+    (groups of 1 for an odd count, which would otherwise compile a second program for the
+    remainder); otherwise, and on GPUs and TPUs, all at once. Why: XLA:CPU splits the
+    element-wise work of larger vmapped steps over its intra-op threads at a loss on small
+    CPUs. Measured by experiments/bench_seeds.py (``--seed-batch``); the table is in
+    docs/pages/performance.md.
     """
-    value = cfg.parallel.seed_batch
-    if value != "auto":
-        return value
-    if jax.default_backend() != "cpu" or cfg.model.kind != "recurrent":
+    if jax.default_backend() != "cpu":
         return None
     seed_devices = 1 if mesh is None else mesh.shape[SEEDS]
     data_devices = 1 if mesh is None else mesh.shape[DATA]
     runs = num_runs // seed_devices
-    batch = max(cfg.train.batch_size // data_devices, 1)
-    if runs <= 1 or runs * batch * cfg.model.hidden_size <= AUTO_SEED_BATCH_MAX_ELEMENTS:
+    batch = max(batch_size // data_devices, 1)
+    if runs <= 1 or runs * batch * hidden_size <= AUTO_SEED_BATCH_MAX_ELEMENTS:
         return None
     return 2 if runs % 2 == 0 else 1
 
@@ -232,20 +208,19 @@ def shard_batch_fn(sample_batch: Callable[[jax.Array], Any], mesh: Mesh | None) 
     return sample
 
 
-def shard_trainer(trainer: Trainer, mesh: Mesh | None) -> Trainer:
-    """A trainer over a leading run axis, compiled for ``mesh``.
+def trainer_shardings(mesh: Mesh | None) -> TrainerShardings | None:
+    """The shardings of a trainer over a leading run axis on ``mesh`` (None without a mesh),
+    for `seqjax.train.compile_trainer`.
 
-    ``init(keys [runs])`` and ``run(state, data_keys, num_steps)`` keep every leaf's run axis
-    on `SEEDS` (replicated over `DATA`). The trainer must come from a vmap with
-    ``spmd_axis_name=SEEDS`` and a sampler from `shard_batch_fn` (``Experiment`` does both).
-    Identity when ``mesh`` is None.
+    Every leaf's run axis goes on `SEEDS` (replicated over `DATA`). The per-run counters and
+    the metrics are small and read by the host loop every chunk: they come back replicated,
+    so every process can read them (several hosts). The trainer must map its runs with
+    `map_runs` over the same mesh and sample through `shard_batch_fn`.
     """
     if mesh is None:
-        return trainer
+        return None
     runs = NamedSharding(mesh, P(SEEDS))
     everywhere = NamedSharding(mesh, P())
-    # The per-run counters and the metrics are small and read by the host loop every chunk:
-    # they come back replicated, so every process can read them (several hosts).
     state = TrainState(
         params=runs,
         opt_state=runs,
@@ -255,15 +230,7 @@ def shard_trainer(trainer: Trainer, mesh: Mesh | None) -> Trainer:
         num_skipped=everywhere,
         carry=runs,
     )
-    return trainer._replace(
-        init=jax.jit(trainer.init, in_shardings=runs, out_shardings=(state, runs)),
-        run=jax.jit(
-            trainer.run,
-            static_argnums=2,
-            in_shardings=(state, runs),
-            out_shardings=(state, everywhere),
-        ),
-    )
+    return TrainerShardings(state=state, runs=runs, replicated=everywhere)
 
 
 def replicated(fn: Callable, mesh: Mesh | None) -> Callable:

@@ -6,7 +6,7 @@ import typing
 import pytest
 from pydantic import TypeAdapter
 
-from seqjax import config as C
+from seqjax.experiment import config as C
 from seqjax.train import CLIPPINGS, OPTIMIZERS, SCHEDULES
 
 

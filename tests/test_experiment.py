@@ -12,8 +12,14 @@ import numpy as np
 import pytest
 
 from seqjax import cli
-from seqjax.config import ConfigError, config_from_data, dump_config, load_config, parse_yaml
-from seqjax.runs import read_metrics
+from seqjax.experiment.config import (
+    ConfigError,
+    config_from_data,
+    dump_config,
+    load_config,
+    parse_yaml,
+)
+from seqjax.experiment.runs import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -236,8 +242,8 @@ def test_resume_continues_a_run(two_runs, tmp_path, capsys):
 def test_model_fast_trains_like_the_reference_cells():
     # model.fast: the fused kernel under vmap over seeds and over the batch (a GRU on a
     # many-to-many task) gives the run of the reference cells.
-    from seqjax.config import ModelConfig
     from seqjax.experiment import Experiment, layer_from_config
+    from seqjax.experiment.config import ModelConfig
     from seqjax.train import make_train
 
     assert layer_from_config(ModelConfig(cell="lstm", fast=True)).scan is not None
@@ -252,7 +258,7 @@ def test_model_fast_trains_like_the_reference_cells():
             }
         )
         exp = Experiment(cfg)
-        train = jax.jit(jax.vmap(make_train(exp.trainer, 2)))
+        train = jax.jit(jax.vmap(make_train(exp.run_trainer(), 2)))
         return train(jax.random.split(jax.random.key(0), 2))
 
     (fast_state, fast_metrics), (ref_state, ref_metrics) = run(True), run(False)

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from seqjax.config import ParallelConfig, config_from_data
-from seqjax.parallel import SEEDS, make_mesh, mesh_from_config
+from seqjax.experiment import mesh_from_config
+from seqjax.experiment.config import ParallelConfig, config_from_data
+from seqjax.parallel import SEEDS, make_mesh
 
 TIMEOUT = 240
 
@@ -27,7 +28,7 @@ COMMON = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from seqjax.config import config_from_data
+    from seqjax.experiment.config import config_from_data
     from seqjax.experiment import Experiment
     from seqjax.parallel import replicated
     from seqjax.train import fit
@@ -38,9 +39,9 @@ COMMON = textwrap.dedent(
 
     def train(parallel, **changes):
         exp = Experiment(config_from_data({**BASE, **changes, "parallel": parallel}))
-        trainer = exp.vmapped_trainer()
+        trainer = exp.trainer
         with jax.numpy_dtype_promotion("standard"):
-            result = fit(trainer, exp.seed_keys(), 3, chunk_size=3)
+            result = fit(trainer, exp.run_keys(), 3, chunk_size=3)
         return exp, result
 
     def leaves(tree):
@@ -87,7 +88,7 @@ def four_devices():
             step = result.state.step
             out[name] = {
                 "params": leaves(result.state.params),
-                "eval": leaves(replicated(exp.vmapped_eval_fn(), exp.mesh)(result.state.params)),
+                "eval": leaves(replicated(exp.runs_eval_fn(), exp.mesh)(result.state.params)),
                 "loss": np.asarray(result.metrics["loss"]).tolist(),
                 "mesh": None if exp.mesh is None else dict(exp.mesh.shape),
                 "step_devices": len(step.sharding.device_set),
@@ -177,9 +178,8 @@ parallel: {data: 2}
 
 
 def test_two_processes_on_localhost_match_one_process(tmp_path):
-    from seqjax.config import load_config
-    from seqjax.experiment import run_experiment
-    from seqjax.runs import read_metrics
+    from seqjax.experiment import load_config, run
+    from seqjax.experiment.runs import read_metrics
 
     config = tmp_path / "config.yaml"
     config.write_text(MULTI_HOST)
@@ -223,9 +223,8 @@ def test_two_processes_on_localhost_match_one_process(tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2", "4"]
 
     with jax.numpy_dtype_promotion("standard"):
-        one = run_experiment(
-            load_config(config, ["parallel.data=1"]), tmp_path / "one", progress=False
-        )
+        one = run(load_config(config, ["parallel.data=1"]), out=tmp_path / "one", progress=False)
+    one = one.run_dir
     hosts, single = read_metrics(run_dir), read_metrics(one)
     assert [r["step"] for r in hosts] == [r["step"] for r in single] == [2, 4, 4]
     for a, b in zip(hosts, single, strict=True):

@@ -10,10 +10,10 @@ import pytest
 from jaxpr_walk import all_eqns
 
 from seqjax import cli
-from seqjax.config import ConfigError, config_from_data
 from seqjax.experiment import Experiment
+from seqjax.experiment.config import ConfigError, config_from_data
+from seqjax.experiment.sweep import grid_cells, program_configs
 from seqjax.parallel import make_mesh
-from seqjax.sweep import grid_cells, program_configs
 from seqjax.train import fit
 
 BASE = {
@@ -42,7 +42,7 @@ def _config(**sections):
 
 def _train(cfg):
     exp = Experiment(cfg)
-    result = fit(exp.vmapped_trainer(), exp.seed_keys(), cfg.train.steps, chunk_size=3)
+    result = fit(exp.trainer, exp.run_keys(), cfg.train.steps, chunk_size=3)
     return result.state.params, result.metrics
 
 
@@ -63,7 +63,7 @@ def _separate(grid_cfg, cells):
 
 
 def _plain(cfg):
-    from seqjax.config import dump_config, parse_yaml
+    from seqjax.experiment.config import dump_config, parse_yaml
 
     return parse_yaml(dump_config(cfg))
 
@@ -116,11 +116,11 @@ def test_weight_decay_and_clipping_grid_equals_separate_runs():
 def test_initialisation_grid_equals_separate_inits(cell, key, values):
     cfg = _config(seeds=[3], model={"cell": cell}, sweep={key: values})
     exp = Experiment(cfg)
-    state, _ = exp.vmapped_trainer().init(exp.seed_keys())
+    state, _ = exp.trainer.init(exp.run_keys())
     for g, value in enumerate(values):
         field = key.split(".")[1]
         one = Experiment(_config(seeds=[3], model={"cell": cell, field: value}))
-        ref, _ = one.vmapped_trainer().init(one.seed_keys())
+        ref, _ = one.trainer.init(one.run_keys())
         jax.tree.map(
             lambda a, b, g=g: np.testing.assert_allclose(np.asarray(a)[g], np.asarray(b)[0]),
             state.params,
@@ -236,23 +236,23 @@ def test_seed_batch_trains_the_same_runs_in_groups(sections):
     )
     # The evaluation of the runs goes in the same groups, to the same values.
     grouped_exp, exp = Experiment(grouped_cfg), Experiment(all_cfg)
-    evals = [jax.jit(e.vmapped_eval_fn())(ref_params) for e in (grouped_exp, exp)]
+    evals = [jax.jit(e.runs_eval_fn())(ref_params) for e in (grouped_exp, exp)]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), *evals)
     assert evals[0]["loss"].shape == (len(jax.tree.leaves(ref_params)[0]),)
     # ... and the groups do go through a loop of their own (jax.lax.map), not one vmap (a
     # remainder group repeats the run's body, so the count is not just one more).
     runs, eval_loops = [], []
     for e in (grouped_exp, exp):
-        trainer = e.vmapped_trainer()
-        state, data_keys = trainer.init(e.seed_keys())
+        trainer = e.trainer
+        state, data_keys = trainer.init(e.run_keys())
         runs.append(_count_loops(lambda s, k, t=trainer: t.run(s, k, 1), state, data_keys))
-        eval_loops.append(_count_loops(e.vmapped_eval_fn(), state.params))
+        eval_loops.append(_count_loops(e.runs_eval_fn(), state.params))
     assert runs[0] > runs[1]
     assert eval_loops[0] > eval_loops[1]
 
 
 def test_seed_batch_auto_groups_larger_recurrent_models_on_the_cpu():
-    from seqjax.parallel import seed_batch_for
+    from seqjax.experiment import seed_batch_from_config as seed_batch_for
 
     def cfg(hidden, batch, **model):
         return _config(model={"hidden_size": hidden, **model}, train={"batch_size": batch})
@@ -284,8 +284,8 @@ def test_seed_batch_auto_groups_larger_recurrent_models_on_the_cpu():
                 model={"hidden_size": 64}, train={"batch_size": 64}, parallel={"seed_batch": value}
             )
         )
-        trainer = exp.vmapped_trainer()
-        state, data_keys = jax.eval_shape(trainer.init, exp.seed_keys())
+        trainer = exp.trainer
+        state, data_keys = jax.eval_shape(trainer.init, exp.run_keys())
         loops[value] = _count_loops(lambda s, k, t=trainer: t.run(s, k, 1), state, data_keys)
     assert loops["auto"] == loops[2] > loops[None]
 

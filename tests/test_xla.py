@@ -1,4 +1,4 @@
-"""The XLA:CPU settings of `seqjax._xla`, and the hang they avoid."""
+"""The XLA:CPU settings of `seqjax.xla`, and the hang they avoid."""
 
 import os
 import subprocess
@@ -8,53 +8,99 @@ import textwrap
 import jax
 import pytest
 
-from seqjax import _xla
+from seqjax import xla
 
 FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
-def test_apply_adds_the_flag_once_and_keeps_other_flags(monkeypatch):
-    monkeypatch.setattr(_xla, "_backends_started", lambda: False)
+def test_configure_adds_the_flag_once_and_keeps_other_flags(monkeypatch):
+    monkeypatch.setattr(xla, "backends_started", lambda: False)
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    assert _xla.apply(env) == [FLAG]
+    assert xla.configure(env) == [FLAG]
     assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=4 {FLAG}"
-    assert _xla.apply(env) == []  # already there
+    assert xla.configure(env) == []  # already there
     assert env["XLA_FLAGS"].count("concurrency_optimized") == 1
 
 
-def test_apply_leaves_a_users_own_setting_and_honours_the_opt_out(monkeypatch):
-    monkeypatch.setattr(_xla, "_backends_started", lambda: False)
+def test_configure_leaves_a_users_own_setting(monkeypatch):
+    monkeypatch.setattr(xla, "backends_started", lambda: False)
     mine = {"XLA_FLAGS": "--xla_cpu_enable_concurrency_optimized_scheduler=true"}
-    assert _xla.apply(mine) == []
+    assert xla.configure(mine) == []
     assert mine["XLA_FLAGS"] == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
-    opted_out = {_xla.OPT_OUT: "1"}
-    assert _xla.apply(opted_out) == []
-    assert "XLA_FLAGS" not in opted_out
 
 
-def test_apply_warns_once_a_backend_runs():
+def test_configure_warns_once_a_backend_runs():
     jax.devices()  # make sure a backend has started in this process
+    assert xla.backends_started()
     env: dict[str, str] = {}
-    with pytest.warns(RuntimeWarning, match="imported after JAX started"):
-        assert _xla.apply(env) == []
+    with pytest.warns(RuntimeWarning, match="after JAX started"):
+        assert xla.configure(env) == []
     assert "XLA_FLAGS" not in env
 
 
-def test_import_seqjax_sets_the_flag_in_a_fresh_process():
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla.OPT_OUT)}
-    code = "import os, seqjax, jax; jax.devices(); print(os.environ['XLA_FLAGS'])"
+def test_the_private_jax_function_seqjax_reads_is_where_it_was():
+    # seqjax.xla is the one module that reads jax._src; if JAX moves it, fail here, loudly.
+    from jax._src import xla_bridge
+
+    assert callable(xla_bridge.backends_are_initialized)
+    assert isinstance(xla_bridge.backends_are_initialized(), bool)
+
+
+def _fresh(code: str, env: dict[str, str] | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} if env is None else env
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == FLAG
+    return out.stdout.strip()
 
 
-def _run_unless_it_hangs(code: str, env: dict[str, str], what: str):
+def test_import_seqjax_has_no_side_effects():
+    code = textwrap.dedent(
+        """
+        import os, sys
+        import matplotlib
+        backend = lambda: dict.__getitem__(matplotlib.rcParams, "backend")  # without resolving it
+        before = (dict(os.environ), backend())
+        import jax
+        flags = {k: getattr(jax.config, k) for k in ("jax_enable_x64", "jax_numpy_rank_promotion",
+                                                     "jax_numpy_dtype_promotion")}
+        import seqjax
+        assert dict(os.environ) == before[0], "import seqjax changed the environment"
+        assert backend() == before[1], "import seqjax switched matplotlib's backend"
+        assert {k: getattr(jax.config, k) for k in flags} == flags, "import seqjax changed jax.config"
+        heavy = sorted(m for m in sys.modules if m.startswith(("orbax", "matplotlib.pyplot")))
+        assert not heavy, heavy
+        print(os.environ.get("XLA_FLAGS"))
+        """
+    )
+    assert _fresh(code, {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}) == "None"
+    mine = {**os.environ, "XLA_FLAGS": "--xla_cpu_use_thunk_runtime=true"}
+    assert _fresh(code, mine) == "--xla_cpu_use_thunk_runtime=true"
+
+
+def test_the_command_applies_the_flag_before_jax_starts(tmp_path):
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from seqjax import cli
+        cli.main(["list"])
+        print("XLA_FLAGS=" + os.environ.get("XLA_FLAGS", ""))
+        """
+    )
+    out = _fresh(code)
+    assert out.splitlines()[-1] == f"XLA_FLAGS={FLAG}"
+
+
+def _run_unless_it_hangs(code: str, env: dict[str, str], what: str, *args: str):
     """Runs ``code`` in a fresh interpreter; a timeout (the hang) fails with how far it got."""
     try:
         out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", code, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"{what} hung; output so far: {err.stdout!r}")
@@ -62,14 +108,18 @@ def _run_unless_it_hangs(code: str, env: dict[str, str], what: str):
     return out
 
 
-# Without the flag, this program hung on its second or third call in 7 of 8 trials on a 2-core
-# CPU (jaxlib 0.10.2): all XLA workers idle, the caller blocked in block_until_ready.
+# Eight vmapped training runs, called four times: the program that could hang on a 2-core CPU
+# (all XLA workers idle, the caller blocked in block_until_ready).
 REPRODUCER = textwrap.dedent(
     """
     import jax
-    from seqjax.config import config_from_data
-    from seqjax.experiment import Experiment
+    import sys
+    import seqjax
+    from seqjax.experiment import Experiment, config_from_data
     from seqjax.train import make_train
+
+    if sys.argv[1] == "off":
+        seqjax.xla.configure()
 
     steps = 10
     cfg = config_from_data({
@@ -78,7 +128,7 @@ REPRODUCER = textwrap.dedent(
         "optimizer": {"name": "adam", "learning_rate": 1e-2},
         "train": {"steps": steps, "batch_size": 16, "chunk_size": steps},
     })
-    many = jax.jit(jax.vmap(make_train(Experiment(cfg).trainer, steps)))
+    many = jax.jit(jax.vmap(make_train(Experiment(cfg).run_trainer(), steps)))
     keys = jax.random.split(jax.random.key(0), 8)
     for call in range(4):
         jax.block_until_ready(many(keys))
@@ -87,23 +137,20 @@ REPRODUCER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("scheduler", ["off (seqjax's flag)", "on (SEQJAX_KEEP_XLA_FLAGS=1)"])
+@pytest.mark.parametrize("scheduler", ["off", "on"])
 def test_vmapped_training_runs_do_not_hang(scheduler):
-    # With the scheduler on, the batched QRs of the orthogonal initialisation hung this 4 of 4
-    # times before it ran them one at a time; now the flag is a second line of defence.
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", _xla.OPT_OUT)}
-    if scheduler.startswith("on"):
-        env[_xla.OPT_OUT] = "1"
-    out = _run_unless_it_hangs(REPRODUCER, env, "vmapped training")
+    # With the scheduler on, batched QRs of the orthogonal initialisation could hang this;
+    # the initialiser runs them one at a time, and the flag is a second line of defence.
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = _run_unless_it_hangs(REPRODUCER, env, "vmapped training", scheduler)
     assert out.stdout.count("done") == 4
 
 
-# The cause of the hangs above, in its plainest form: a batched LAPACK QR (what jax.vmap makes
-# of an orthogonal initialisation) waits for XLA:CPU's intra-op pool from a thread of that pool.
-# With one simulated device per core (and at least 2), every pool thread ran such a QR at once
-# and this program hung on its first calls, every time on a 2-core CPU before the initialiser
-# ran its QRs one at a time (seqjax.cells.base.one_at_a_time). (With 2 or 4 matrices per device
-# it finished: the pool is only used for batches past a size.)
+# The cause of such hangs, in its plainest form: a batched LAPACK QR (what jax.vmap makes of an
+# orthogonal initialisation) waits for XLA:CPU's intra-op pool from a thread of that pool. With
+# one simulated device per core (and at least 2) every pool thread runs such a QR at once;
+# seqjax.cells.base.one_at_a_time runs them one matrix at a time, so this program finishes.
+# (8 matrices per device: the pool is only used for batches past a size.)
 SHARDED_INIT = textwrap.dedent(
     """
     import jax

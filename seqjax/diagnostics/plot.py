@@ -172,6 +172,3 @@ def plot_gate_histograms(
         ax.set_xlabel("activation")
     axes[0].set_ylabel("fraction of units")
     return fig
-
-
-_figure = new_figure  # kept until record.py moves

@@ -1,18 +1,14 @@
-"""Training: Optax optimiser from config, train state, train/eval steps, BPTT modes, the loop,
+"""Training, config-free: Optax chains, the train state and step, BPTT modes, the loop,
 checkpoints.
 
-    optimizer = optimizer_from_config(cfg.optimizer, include_clip=False)
+    optimizer = make_optimizer("adam", 1e-3)
     trainer = make_trainer(init_params, loss_fn, optimizer, sample_batch,
-                           clip=clipping_from_config(cfg.optimizer.clip))
+                           clip=get_clipping("global_norm", 1.0))
     state, metrics = jax.jit(make_train(trainer, num_steps=1000, chunk_size=100))(key)
+    result = fit(compile_trainer(trainer), key, 1000, chunk_size=100)   # from the host
 """
 
-from seqjax.train.checkpoint import (
-    checkpoint_manager,
-    checkpoint_manager_from_config,
-    restore_checkpoint,
-    save_checkpoint,
-)
+from seqjax.train.checkpoint import checkpoint_manager, restore_checkpoint, save_checkpoint
 from seqjax.train.loop import (
     BPTTOptions,
     EarlyStopping,
@@ -20,11 +16,10 @@ from seqjax.train.loop import (
     FitResult,
     NonFiniteError,
     Trainer,
-    bptt_from_config,
-    early_stopping_from_config,
+    TrainerShardings,
+    compile_trainer,
     early_stopping_update,
     fit,
-    fit_from_config,
     make_train,
     make_trainer,
 )
@@ -32,10 +27,10 @@ from seqjax.train.optim import (
     CLIPPINGS,
     OPTIMIZERS,
     SCHEDULES,
-    clipping_from_config,
+    get_clipping,
     get_optimizer,
-    optimizer_from_config,
-    schedule_from_config,
+    get_schedule,
+    make_optimizer,
 )
 from seqjax.train.state import TrainState, init_train_state
 from seqjax.train.step import (
@@ -59,25 +54,23 @@ __all__ = [
     "NonFiniteError",
     "TrainState",
     "Trainer",
+    "TrainerShardings",
     "all_finite",
-    "bptt_from_config",
     "checkpoint_manager",
-    "checkpoint_manager_from_config",
-    "clipping_from_config",
-    "early_stopping_from_config",
+    "compile_trainer",
     "early_stopping_update",
     "fit",
-    "fit_from_config",
+    "get_clipping",
     "get_optimizer",
+    "get_schedule",
     "init_train_state",
     "make_eval_step",
+    "make_optimizer",
     "make_train",
     "make_train_step",
     "make_trainer",
-    "optimizer_from_config",
     "restore_checkpoint",
     "save_checkpoint",
-    "schedule_from_config",
     "stream_num_windows",
     "stream_window",
 ]

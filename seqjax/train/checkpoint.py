@@ -17,31 +17,35 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
-from seqjax.config import CheckpointConfig
+from seqjax.checks import positive_int
 from seqjax.train.state import TrainState
 
 __all__ = [
     "checkpoint_manager",
-    "checkpoint_manager_from_config",
     "restore_checkpoint",
     "save_checkpoint",
 ]
 
 
-def checkpoint_manager(
-    directory: str | os.PathLike[str], *, every: int, keep: int
-) -> ocp.CheckpointManager:
+def _orbax() -> Any:
+    """``orbax.checkpoint``, imported on first use: it is slow to import and only runs with
+    checkpoints on."""
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+def checkpoint_manager(directory: str | os.PathLike[str], *, every: int, keep: int) -> Any:
     """An Orbax manager that keeps the last ``keep`` checkpoints.
 
     A save is taken when no checkpoint exists yet or at least ``every`` steps have passed since
     the last one (Orbax's interval policy), or when forced. Saving is synchronous: when
     `save_checkpoint` returns, the checkpoint is on disk.
     """
-    for name, value in (("every", every), ("keep", keep)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"checkpoint_manager: {name} must be a positive int, got {value!r}")
+    positive_int(every, "every", "checkpoint_manager")
+    positive_int(keep, "keep", "checkpoint_manager")
+    ocp = _orbax()
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=every,
         max_to_keep=keep,
@@ -49,13 +53,6 @@ def checkpoint_manager(
         enable_async_checkpointing=False,
     )
     return ocp.CheckpointManager(os.fspath(os.path.abspath(directory)), options=options)
-
-
-def checkpoint_manager_from_config(
-    cfg: CheckpointConfig, directory: str | os.PathLike[str]
-) -> ocp.CheckpointManager:
-    """`checkpoint_manager` with ``every`` and ``keep`` from the config section."""
-    return checkpoint_manager(directory, every=cfg.every, keep=cfg.keep)
 
 
 def _is_key(x: Any) -> bool:
@@ -76,7 +73,7 @@ def _uncommit(x: Any) -> Any:
 
 
 def save_checkpoint(
-    manager: ocp.CheckpointManager,
+    manager: Any,
     state: TrainState,
     host: dict[str, Any] | None = None,
     *,
@@ -93,6 +90,7 @@ def save_checkpoint(
     Returns:
       Whether a checkpoint was written.
     """
+    ocp = _orbax()
     step = int(np.max(np.asarray(state.step)))  # a stack of seeds shares its step
     args = ocp.args.Composite(
         state=ocp.args.StandardSave(_to_storable(state)),
@@ -104,7 +102,7 @@ def save_checkpoint(
 
 
 def restore_checkpoint(
-    manager: ocp.CheckpointManager, template: TrainState, step: int | None = None
+    manager: Any, template: TrainState, step: int | None = None
 ) -> tuple[TrainState, dict[str, Any]]:
     """Restores the train state saved at ``step`` (the latest complete one when None).
 
@@ -120,6 +118,7 @@ def restore_checkpoint(
     Raises:
       FileNotFoundError: when there is no checkpoint (at ``step``).
     """
+    ocp = _orbax()
     steps = manager.all_steps()
     if step is None:
         step = manager.latest_step()

@@ -32,12 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from seqjax.config import BPTTConfig, EarlyStoppingConfig, TrainConfig
-from seqjax.train.checkpoint import (
-    checkpoint_manager_from_config,
-    restore_checkpoint,
-    save_checkpoint,
-)
+from seqjax.checks import positive_int
+from seqjax.train.checkpoint import restore_checkpoint, save_checkpoint
 from seqjax.train.state import TrainState, init_train_state
 from seqjax.train.step import Metrics, make_train_step, stream_num_windows, stream_window
 
@@ -48,11 +44,10 @@ __all__ = [
     "FitResult",
     "NonFiniteError",
     "Trainer",
-    "bptt_from_config",
-    "early_stopping_from_config",
+    "TrainerShardings",
+    "compile_trainer",
     "early_stopping_update",
     "fit",
-    "fit_from_config",
     "make_train",
     "make_trainer",
 ]
@@ -67,24 +62,20 @@ class BPTTOptions(NamedTuple):
     window: int | None
 
 
-def bptt_from_config(cfg: BPTTConfig) -> BPTTOptions:
-    """`BPTTOptions` from the ``train.bptt`` section (full: no truncation, no window)."""
-    return BPTTOptions(truncate=cfg.truncate, remat=cfg.remat, window=cfg.window)
-
-
 class Trainer(NamedTuple):
-    """The pieces of a training run (from `make_trainer`).
+    """The pieces of a training run, as pure functions (`make_trainer`); `compile_trainer`
+    jits them.
 
     Attributes:
-      init: ``init(key) -> (state, data_key)``, jitted: the initial `TrainState` and the root
-        key of the data stream.
+      init: ``init(key) -> (state, data_key)``: the initial `TrainState` and the root key of
+        the data stream.
       prepare: ``prepare(state, data_key) -> (state, batch)``: the batch of the next update
         (and, when streaming, the state with its carry reset at a stream's start).
-      train_step: the jitted ``train_step(state, batch) -> (state, metrics)``.
-      update: ``update(state, data_key) -> (state, metrics)``: ``prepare`` then the step,
-        not jitted (the body of the scans).
-      run: ``run(state, data_key, num_steps) -> (state, metrics)``, jitted, ``num_steps``
-        static: ``lax.scan`` of ``update``; metrics are stacked ``[num_steps]``.
+      train_step: ``train_step(state, batch) -> (state, metrics)``.
+      update: ``update(state, data_key) -> (state, metrics)``: ``prepare`` then the step
+        (the body of the scans; never jitted on its own).
+      run: ``run(state, data_key, num_steps) -> (state, metrics)``, ``num_steps`` static:
+        ``lax.scan`` of ``update``; metrics are stacked ``[num_steps]``.
     """
 
     init: Callable[[jax.Array], tuple[TrainState, jax.Array]]
@@ -119,7 +110,8 @@ def make_trainer(
       initial_carry: the carry ``[B, ...]`` at the start of every stream (streaming only).
 
     Returns:
-      A `Trainer`.
+      A `Trainer` of pure functions; ``compile_trainer(make_trainer(...))`` to run it step by
+      step from Python, `make_train` to make a whole run one function.
     """
     streaming = window is not None
     if streaming and initial_carry is None:
@@ -156,13 +148,55 @@ def make_trainer(
     def run(state: TrainState, data_key: jax.Array, num_steps: int):
         return jax.lax.scan(lambda s, _: update(s, data_key), state, None, length=num_steps)
 
-    return Trainer(
-        init=jax.jit(init),
-        prepare=jax.jit(prepare),
-        train_step=jax.jit(train_step),
-        update=update,
-        run=jax.jit(run, static_argnums=2),
+    return Trainer(init=init, prepare=prepare, train_step=train_step, update=update, run=run)
+
+
+class TrainerShardings(NamedTuple):
+    """Where a trainer over a leading run axis keeps its values (`seqjax.parallel`).
+
+    Attributes:
+      state: a `TrainState` of shardings, one per field.
+      runs: the sharding of per-run values (keys, data keys).
+      replicated: the sharding of values every process reads (the metrics).
+    """
+
+    state: Any
+    runs: Any
+    replicated: Any
+
+
+def compile_trainer(trainer: Trainer, shardings: TrainerShardings | None = None) -> Trainer:
+    """The trainer with ``init``, ``prepare``, ``train_step`` and ``run`` jitted: the one place
+    where seqjax compiles training steps, for a single run and for many runs over a mesh.
+
+    Args:
+      trainer: from `make_trainer`, or its pieces mapped over a leading run axis.
+      shardings: with a device mesh (`seqjax.parallel.trainer_shardings`), ``init`` and ``run``
+        keep every run's state on its devices and return the metrics replicated; None: one
+        device, plain ``jax.jit``.
+    """
+    if shardings is None:
+        init = jax.jit(trainer.init)
+        run = jax.jit(trainer.run, static_argnums=2)
+    else:
+        init = jax.jit(
+            trainer.init,
+            in_shardings=shardings.runs,
+            out_shardings=(shardings.state, shardings.runs),
+        )
+        run = jax.jit(
+            trainer.run,
+            static_argnums=2,
+            in_shardings=(shardings.state, shardings.runs),
+            out_shardings=(shardings.state, shardings.replicated),
+        )
+    return trainer._replace(
+        init=init, prepare=jax.jit(trainer.prepare), train_step=jax.jit(trainer.train_step), run=run
     )
+
+
+def _is_compiled(fn: Callable[..., Any]) -> bool:
+    return hasattr(fn, "lower")  # what ``jax.jit`` returns
 
 
 def make_train(
@@ -187,11 +221,10 @@ def make_train(
       raises on non-finite steps (it cannot, being compiled): check ``metrics["skipped"]``
       and ``state.num_skipped``; `fit` stops on them.
     """
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"make_train: num_steps must be a positive int, got {num_steps!r}")
-    chunk = num_steps if chunk_size is None else chunk_size
-    if not isinstance(chunk, int) or chunk < 1:
-        raise ValueError(f"make_train: chunk_size must be a positive int, got {chunk_size!r}")
+    positive_int(num_steps, "num_steps", "make_train")
+    chunk = (
+        num_steps if chunk_size is None else positive_int(chunk_size, "chunk_size", "make_train")
+    )
     chunk = min(chunk, num_steps)
     num_chunks, rest = divmod(num_steps, chunk)
 
@@ -235,11 +268,6 @@ class EarlyStoppingState(NamedTuple):
     best: float
     best_step: int
     evals_since_best: int
-
-
-def early_stopping_from_config(cfg: EarlyStoppingConfig) -> EarlyStopping:
-    """`EarlyStopping` from its config section."""
-    return EarlyStopping(cfg.metric, cfg.mode, cfg.patience, cfg.min_delta)
 
 
 def early_stopping_update(
@@ -337,7 +365,7 @@ def fit(
     exactly as if it had never stopped (same keys, same batches, same numbers).
 
     Args:
-      trainer: from `make_trainer`.
+      trainer: from `make_trainer` (compiled here with `compile_trainer` unless it already is).
       key: the run's PRNG key (the same one when resuming).
       num_steps: total updates of the run (including those before a resume).
       chunk_size: updates per compiled chunk; evaluations and checkpoints happen between.
@@ -361,8 +389,7 @@ def fit(
     Raises:
       NonFiniteError: naming the step at which ``max_bad_steps`` consecutive steps were bad.
     """
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"fit: chunk_size must be a positive int, got {chunk_size!r}")
+    positive_int(chunk_size, "chunk_size", "fit")
     _check_multiple(eval_every, chunk_size, "eval_every")
     _check_multiple(checkpoint_every, chunk_size, "checkpoint_every")
     if (eval_every is None) != (eval_fn is None):
@@ -370,6 +397,8 @@ def fit(
     if early_stopping is not None and eval_fn is None:
         raise ValueError("fit: early_stopping needs eval_fn and eval_every")
 
+    if not _is_compiled(trainer.run):
+        trainer = compile_trainer(trainer)
     state, data_key = trainer.init(key)
     record: EarlyStoppingState | None = None
     resumed_from = None
@@ -437,47 +466,3 @@ def fit(
         for name in (chunks[0] if chunks else {})
     }
     return FitResult(state, metrics_out, evals, stop_reason, record, resumed_from)
-
-
-def fit_from_config(
-    trainer: Trainer,
-    key: jax.Array,
-    cfg: TrainConfig,
-    *,
-    eval_fn: Callable[[Any], dict[str, Any]] | None = None,
-    checkpoint_dir: str | None = None,
-    log_fn: Callable[[int, dict[str, float]], None] | None = None,
-) -> FitResult:
-    """`fit` with the steps, chunking, fault, evaluation, early-stopping and checkpoint
-    settings of the ``train`` section.
-
-    Args:
-      trainer: from `make_trainer` (built with ``bptt_from_config(cfg.bptt).window``).
-      key: the run's PRNG key.
-      cfg: the ``train`` section.
-      eval_fn: ``eval_fn(params) -> dict``; required when ``cfg.eval_every`` is set.
-      checkpoint_dir: where checkpoints go; required when ``cfg.checkpoint`` is set.
-      log_fn: see `fit`.
-    """
-    if cfg.eval_every is not None and eval_fn is None:
-        raise ValueError(f"fit_from_config: train.eval_every={cfg.eval_every} needs an eval_fn")
-    if cfg.checkpoint is not None and checkpoint_dir is None:
-        raise ValueError("fit_from_config: train.checkpoint is set; pass checkpoint_dir")
-    manager = None
-    if cfg.checkpoint is not None:
-        manager = checkpoint_manager_from_config(cfg.checkpoint, checkpoint_dir)
-    return fit(
-        trainer,
-        key,
-        cfg.steps,
-        chunk_size=cfg.chunk_size,
-        max_bad_steps=cfg.max_bad_steps,
-        eval_fn=eval_fn if cfg.eval_every is not None else None,
-        eval_every=cfg.eval_every,
-        early_stopping=None
-        if cfg.early_stopping is None
-        else early_stopping_from_config(cfg.early_stopping),
-        checkpoints=manager,
-        checkpoint_every=None if cfg.checkpoint is None else cfg.checkpoint.every,
-        log_fn=log_fn,
-    )

@@ -1,10 +1,11 @@
-"""The optimiser as an Optax chain built from an `OptimizerConfig`.
+"""Optax optimisers by name, and the one chain every run trains with.
 
     clip (global norm | value | none)  ->  [add_decayed_weights]  ->  optimiser(schedule)
 
 Every piece is one of Optax's own transformations. Registries are plain dicts: `OPTIMIZERS`
 maps a name to its Optax factory, `SCHEDULES` to its Optax schedule, `CLIPPINGS` to its
-clipping transformation.
+clipping transformation. `make_optimizer` builds the chain; the experiment layer maps a
+config's ``optimizer`` section onto it (`seqjax.experiment.optimizer_from_config`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from typing import Any
 
 import optax
 
-from seqjax.config import ClipConfig, OptimizerConfig, ScheduleConfig
-
 __all__ = [
     "CLIPPINGS",
     "OPTIMIZERS",
     "SCHEDULES",
-    "clipping_from_config",
+    "get_clipping",
     "get_optimizer",
-    "optimizer_from_config",
-    "schedule_from_config",
+    "get_schedule",
+    "make_optimizer",
 ]
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
@@ -67,68 +66,48 @@ def get_optimizer(name: str, learning_rate: float | optax.Schedule, **kwargs: An
     return _lookup(OPTIMIZERS, name, "optimizer")(learning_rate, **kwargs)
 
 
-def schedule_from_config(cfg: ScheduleConfig, learning_rate: float) -> optax.Schedule:
-    """The learning-rate schedule ``step -> lr`` with peak ``learning_rate``."""
-    make = _lookup(SCHEDULES, cfg.name, "schedule")
-    if cfg.name == "constant":
-        return make(learning_rate)
-    if cfg.name == "warmup_cosine":
-        return make(
-            init_value=cfg.init_value,
-            peak_value=learning_rate,
-            warmup_steps=cfg.warmup_steps,
-            decay_steps=cfg.decay_steps,
-            end_value=cfg.end_value,
-        )
-    return make(
-        init_value=learning_rate,
-        transition_steps=cfg.transition_steps,
-        decay_rate=cfg.decay_rate,
-        staircase=cfg.staircase,
-        end_value=cfg.end_value if cfg.end_value > 0 else None,
-    )
+def get_schedule(name: str) -> Callable[..., optax.Schedule]:
+    """The Optax schedule factory registered as ``name`` (a key of `SCHEDULES`)."""
+    return _lookup(SCHEDULES, name, "schedule")
 
 
-def clipping_from_config(cfg: ClipConfig) -> optax.GradientTransformation:
-    """Gradient clipping: ``g * min(1, c / ||g||)`` (global_norm), ``clip(g, -c, c)`` (value)
-    or the identity (none)."""
-    return _lookup(CLIPPINGS, cfg.method, "clipping method")(cfg.threshold)
+def get_clipping(name: str, threshold: Any) -> optax.GradientTransformation:
+    """Gradient clipping registered as ``name``: ``g * min(1, c / ||g||)`` (global_norm),
+    ``clip(g, -c, c)`` (value) or the identity (none), with threshold ``c``."""
+    return _lookup(CLIPPINGS, name, "clipping method")(threshold)
 
 
-def optimizer_from_config(
-    cfg: OptimizerConfig, *, include_clip: bool = True
+def make_optimizer(
+    name: str,
+    learning_rate: Any,
+    *,
+    weight_decay: Any = 0.0,
+    clip: optax.GradientTransformation | None = None,
+    **options: Any,
 ) -> optax.GradientTransformation:
-    """The Optax chain ``clip -> [L2 weight decay] -> optimiser(schedule)`` of ``cfg``.
+    """The chain ``[clip] -> [L2 weight decay] -> optimiser(learning_rate)``.
 
     Args:
-      cfg: the optimiser section.
-      include_clip: put the clipping at the head of the chain. The train step can apply the
-        clipping itself to report gradient norms after clipping: then build the optimiser with
-        ``include_clip=False`` and pass ``clipping_from_config(cfg.clip)`` to
-        ``make_train_step(..., clip=...)``; the updates are the same.
+      name: a key of `OPTIMIZERS`.
+      learning_rate: a float, a traced scalar or an Optax schedule.
+      weight_decay: decoupled (scaled by the learning rate, ``optax.adamw``) for ``"adamw"``;
+        for the others an L2 term ``weight_decay * params`` added to the gradient, left out
+        when it is the Python number 0 (a traced value always adds it, ``0 * params`` at 0).
+      clip: a clipping transformation at the head of the chain (`get_clipping`), or None.
+        The train step can apply the clipping itself to report norms after clipping
+        (``make_train_step(..., clip=...)``); leave it out here then, the updates are the same.
+      **options: the optimiser's own arguments (``momentum=``, ``b1=``, ``eps=``, ...).
 
     Returns:
       An ``optax.GradientTransformation``.
 
     Example:
-      >>> opt = optimizer_from_config(OptimizerConfig(name="adamw", learning_rate=3e-4,
-      ...     weight_decay=1e-2, clip=ClipConfig(method="global_norm", threshold=1.0)))
+      >>> opt = make_optimizer("adam", 1e-3, clip=get_clipping("global_norm", 1.0))
     """
-    lr = schedule_from_config(cfg.schedule, cfg.learning_rate)
-    kwargs: dict[str, Any] = {}
-    if cfg.name == "momentum":
-        kwargs = {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
-    elif cfg.name in ("adam", "adamw"):
-        kwargs = {"b1": cfg.b1, "b2": cfg.b2, "eps": cfg.eps}
-        if cfg.name == "adamw":
-            kwargs["weight_decay"] = cfg.weight_decay
-    elif cfg.name == "rmsprop":
-        kwargs = {"decay": cfg.decay, "eps": cfg.eps}
-    base = get_optimizer(cfg.name, lr, **kwargs)
-    chain = []
-    if include_clip:
-        chain.append(clipping_from_config(cfg.clip))
-    if cfg.weight_decay > 0 and cfg.name != "adamw":
-        chain.append(optax.add_decayed_weights(cfg.weight_decay))
-    chain.append(base)
+    chain = [] if clip is None else [clip]
+    if name == "adamw":
+        options["weight_decay"] = weight_decay
+    elif not (isinstance(weight_decay, int | float) and weight_decay == 0):
+        chain.append(optax.add_decayed_weights(weight_decay))
+    chain.append(get_optimizer(name, learning_rate, **options))
     return optax.chain(*chain)

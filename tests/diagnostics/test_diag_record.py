@@ -13,15 +13,15 @@ import pytest
 
 from seqjax.cells import gru, lstm, rnn
 from seqjax.cells.lstm import lstm_gates
-from seqjax.config import ConfigError, config_from_data, dump_config, parse_yaml
 from seqjax.diagnostics.model import example_loss, model_diagnostics
-from seqjax.diagnostics.record import (
+from seqjax.experiment import Experiment, layer_from_config, run
+from seqjax.experiment.config import ConfigError, config_from_data, dump_config, parse_yaml
+from seqjax.experiment.recorder import (
     Recorder,
     diagnostics_batch,
     read_diagnostics,
     unsupported_reason,
 )
-from seqjax.experiment import Experiment, layer_from_config, run_experiment
 from seqjax.layers import stack
 from seqjax.models import dense, many_to_many, many_to_one
 from seqjax.tasks import Batch
@@ -177,15 +177,15 @@ RUN = {
 def diag_run(tmp_path_factory):
     with jax.numpy_dtype_promotion("standard"):
         cfg = config_from_data(RUN)
-        return cfg, run_experiment(cfg, tmp_path_factory.mktemp("runs"))
+        return cfg, run(cfg, out=tmp_path_factory.mktemp("runs")).run_dir
 
 
 def _restore(cfg, run_dir, step):
     from seqjax.train import checkpoint_manager, restore_checkpoint
 
     exp = Experiment(cfg)
-    trainer = exp.vmapped_trainer()
-    template, _ = trainer.init(exp.seed_keys())
+    trainer = exp.trainer
+    template, _ = trainer.init(exp.run_keys())
     manager = checkpoint_manager(run_dir / "checkpoints", every=1, keep=100)
     state, _ = restore_checkpoint(manager, template, step)
     return exp, template, state
@@ -204,6 +204,18 @@ def test_a_run_records_diagnostics_with_the_expected_shapes(diag_run):
     assert np.all(data["grad_norm"] > 0) and np.all(np.isfinite(data["grad_norm"]))
     assert not list(run_dir.glob(".diagnostics.npz*"))  # no temporary file left
     assert json.loads((run_dir / "summary.json").read_text())["diagnostics"] == "diagnostics.npz"
+
+
+def test_an_in_memory_run_keeps_its_diagnostics_and_writes_nothing(diag_run, tmp_path, monkeypatch):
+    cfg, run_dir = diag_run
+    monkeypatch.chdir(tmp_path)
+    with jax.numpy_dtype_promotion("standard"):
+        result = run(cfg)
+    assert result.run_dir is None and list(tmp_path.iterdir()) == []
+    on_disk = read_diagnostics(run_dir)
+    assert sorted(result.diagnostics) == sorted(on_disk)
+    for key, value in on_disk.items():
+        np.testing.assert_array_equal(result.diagnostics[key], value, err_msg=key)
 
 
 def test_recorded_values_equal_the_library_on_the_checkpointed_params(diag_run):
@@ -234,14 +246,14 @@ def test_resuming_keeps_earlier_records_and_appends(diag_run, tmp_path):
     shutil.copytree(run_dir, resumed)
     longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=6))
     with jax.numpy_dtype_promotion("standard"):
-        run_experiment(longer, run_dir=resumed)
+        run(longer, run_dir=resumed)
     before, after = read_diagnostics(run_dir), read_diagnostics(resumed)
     assert after["step"].tolist() == [0, 2, 4, 6]
     np.testing.assert_array_equal(after["grad_norm"][:3], before["grad_norm"])
 
 
 def test_report_plots_the_diagnostics(diag_run, tmp_path):
-    from seqjax.report import write_report
+    from seqjax.experiment.report import write_report
 
     _, run_dir = diag_run
     report = write_report([run_dir], tmp_path)

@@ -77,13 +77,11 @@ def case_config(name: str) -> dict:
 
 def _flatten(prefix: str, tree) -> dict[str, np.ndarray]:
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {
-        f"{prefix}/{jax.tree_util.keystr(path)}": np.asarray(leaf) for path, leaf in leaves
-    }
+    return {f"{prefix}/{jax.tree_util.keystr(path)}": np.asarray(leaf) for path, leaf in leaves}
 
 
 def _records(run_dir: Path) -> dict[str, np.ndarray]:
-    from seqjax.runs import read_metrics
+    from seqjax.experiment.runs import read_metrics
 
     out: dict[str, list] = {}
     for r in read_metrics(run_dir):

@@ -9,44 +9,31 @@ import optax
 import pytest
 import train_toy as toy
 
-from seqjax.config import (
-    BPTTConfig,
-    EarlyStoppingConfig,
-    OptimizerConfig,
-    TrainConfig,
-    parse_config,
-)
 from seqjax.train import (
     EarlyStopping,
     NonFiniteError,
-    bptt_from_config,
     checkpoint_manager,
-    clipping_from_config,
-    early_stopping_from_config,
+    compile_trainer,
     early_stopping_update,
     fit,
-    fit_from_config,
+    get_clipping,
+    make_optimizer,
     make_train,
     make_trainer,
-    optimizer_from_config,
     restore_checkpoint,
 )
-
-OPTIMIZER = {"name": "momentum", "learning_rate": 0.2, "clip": {"method": "global_norm"}}
 
 
 @pytest.fixture(scope="module")
 def trainer():
-    # Built from config sections, the way an experiment builds it.
-    opt_cfg = parse_config(OptimizerConfig, OPTIMIZER, path="optimizer")
-    bptt = bptt_from_config(parse_config(BPTTConfig, {"mode": "full"}))
-    return make_trainer(
-        toy.init_params,
-        toy.make_loss_fn(truncate=bptt.truncate, remat=bptt.remat),
-        optimizer_from_config(opt_cfg, include_clip=False),
-        toy.make_sampler(),
-        clip=clipping_from_config(opt_cfg.clip),
-        window=bptt.window,
+    return compile_trainer(
+        make_trainer(
+            toy.init_params,
+            toy.make_loss_fn(truncate=None, remat="auto"),
+            make_optimizer("momentum", 0.2, momentum=0.9, nesterov=False),
+            toy.make_sampler(),
+            clip=get_clipping("global_norm", 1.0),
+        )
     )
 
 
@@ -100,7 +87,7 @@ def test_loss_falls_on_toy_task():
 
 
 def test_early_stopping_rule():
-    rule = early_stopping_from_config(EarlyStoppingConfig(metric="loss", patience=2, min_delta=0.1))
+    rule = EarlyStopping(metric="loss", patience=2, min_delta=0.1)
     record, stop = early_stopping_update(rule, None, 1.0, 10)
     assert record.best == 1.0 and not stop
     record, stop = early_stopping_update(rule, record, 0.95, 20)  # within min_delta: no gain
@@ -118,22 +105,16 @@ def test_early_stopping_rule():
 
 def test_fit_stops_early_on_validation_metric(trainer, tmp_path):
     values = iter([3.0, 2.0, 2.5, 2.1, 2.2, 0.0])
-    cfg = parse_config(
-        TrainConfig,
-        {
-            "steps": 100,
-            "chunk_size": 2,
-            "eval_every": 2,
-            "early_stopping": {"metric": "loss", "patience": 3},
-            "checkpoint": {"every": 4, "keep": 2},
-        },
-    )
-    result = fit_from_config(
+    result = fit(
         trainer,
         jax.random.key(3),
-        cfg,
+        100,
+        chunk_size=2,
         eval_fn=lambda params: {"loss": next(values)},
-        checkpoint_dir=tmp_path,
+        eval_every=2,
+        early_stopping=EarlyStopping(metric="loss", patience=3),
+        checkpoints=checkpoint_manager(tmp_path, every=4, keep=2),
+        checkpoint_every=4,
     )
     assert result.stop_reason == "early_stopping"
     assert int(result.state.step) == 10  # evals at 2, 4 (best), 6, 8, 10

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqjax.config import ClipConfig, OptimizerConfig, ScheduleConfig
-from seqjax.train import OPTIMIZERS, get_optimizer, optimizer_from_config, schedule_from_config
+from seqjax.experiment import optimizer_from_config, schedule_from_config
+from seqjax.experiment.config import ClipConfig, OptimizerConfig, ScheduleConfig
+from seqjax.train import OPTIMIZERS, get_optimizer
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ A run folder holds::
                       several seeds each value is a list with one entry per seed
     summary.json      final metrics, baseline, wall time, steps/s, versions, device
     checkpoints/      Orbax checkpoints of the train state
+    diagnostics.npz   gradient-flow diagnostics, when the config has a ``diagnostics`` section
     plots/*.png       loss and gradient norm against step
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``),
@@ -15,9 +16,12 @@ so a run killed at any moment leaves each file either old or new, never half wri
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
 import json
 import math
 import os
+import platform
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,14 +47,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file and ``os.replace``."""
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Writes ``data`` (text or bytes) to ``path`` via a temporary file in the same folder
+    and ``os.replace``: a reader sees the old file or the new one, never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,7 +65,31 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+    """``obj`` as indented JSON (NumPy values made plain), written with `write_atomic`."""
+    write_atomic(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def new_run_dir(root: str | os.PathLike, name: str) -> Path:
+    """A fresh folder ``<root>/<name>-<UTC timestamp>`` (suffixed if it exists)."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
+
+
+def versions() -> dict[str, str]:
+    """The versions of Python and of the packages a run's numbers depend on."""
+    out = {"python": platform.python_version()}
+    for pkg in ("seqjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
 
 
 class MetricsLog:
@@ -74,7 +103,7 @@ class MetricsLog:
         self.path = Path(run_dir) / METRICS
         if resume_step is not None and self.path.exists():
             kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= resume_step]
-            write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a")
 
     def write(self, record: dict[str, Any]) -> None:

@@ -5,13 +5,15 @@ errors that name the dotted key path (``optimizer.learning_rate``), raised befor
 compiled. Ints and floats are strict (``"0.1"`` or ``True`` is not a float), so a typo in a YAML
 file cannot turn into a silently coerced value.
 
-Sections so far (the task, model and logging sections and the YAML loader join them later):
+`ExperimentConfig` holds the sections: `TaskConfig`, `ModelConfig`, `OptimizerConfig` (with
+`ClipConfig` and `ScheduleConfig`), `TrainConfig` (with `BPTTConfig`, `CheckpointConfig` and
+`EarlyStoppingConfig`), `LogConfig`, `DiagnosticsConfig`, `ParallelConfig` and a ``sweep``.
+Names of tasks, cells and baselines are checked against the live registries (``TASKS``,
+``CELLS``, ``BASELINES``) when a config is loaded, so a cell registered by a user module
+(``seqjax train CONFIG --import MODULE``) can be named in a config.
 
-* `OptimizerConfig` with `ClipConfig` and `ScheduleConfig`: read by
-  ``seqjax.train.optimizer_from_config``.
-* `TrainConfig` with `BPTTConfig`, `CheckpointConfig` and `EarlyStoppingConfig`.
-
-Only ``*_from_config`` functions read these records (house style, rule 5). Build one from plain
+Only the ``*_from_config`` functions of `seqjax.experiment` read these records (house style,
+rule 5). Build one from plain
 data (a dict parsed from YAML) with `parse_config`, which turns pydantic's error into a
 `ConfigError` listing every bad key::
 
@@ -25,9 +27,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import os
 import re
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -36,6 +40,10 @@ import pydantic
 import yaml
 from pydantic import ConfigDict, Field, Strict, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
+
+from seqjax.baselines import BASELINES
+from seqjax.cells import CELLS
+from seqjax.tasks import TASKS
 
 __all__ = [
     "BPTTConfig",
@@ -59,6 +67,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_yaml",
+    "resolve_config",
 ]
 
 SECTION = ConfigDict(extra="forbid")
@@ -396,8 +405,18 @@ def check_bptt_fits(bptt: BPTTConfig, seq_len: int, *, path: str = "train.bptt")
 
 # -------------------------------------------------------------------------- experiment sections
 
-CellName = Literal["rnn", "irnn", "lstm", "gru"]
-ModelKind = Literal["recurrent", "transformer", "tcn"]
+CELL_KEYS = (
+    "activation",
+    "forget_bias",
+    "chrono",
+    "input_init",
+    "recurrent_init",
+    "recurrent_scale",
+    "fast",
+)
+"""Keys of the ``model`` section that are keyword arguments of cell factories. Each is passed
+to the cell when it differs from its default here; a cell whose factory does not take it
+makes that an error (`cell_options`)."""
 
 
 @dataclass(frozen=True, config=SECTION)
@@ -421,19 +440,23 @@ class TaskConfig:
 class ModelConfig:
     """The model. The sequence pattern (many-to-one, many-to-many, seq2seq) is the task's.
 
+    The cell keys (`CELL_KEYS`) default to None, "the cell's own default"; each one set goes
+    to the cell factory, and one that the chosen cell's factory does not take is an error.
+
     Attributes:
-      kind: ``"recurrent"`` (cells below), or a baseline, ``"transformer"`` or ``"tcn"``,
-        configured by ``options`` (keyword arguments of ``seqjax.baselines``' builders).
-      cell: one of ``seqjax.cells.CELLS``.
+      kind: ``"recurrent"`` (cells below), or a baseline of ``seqjax.baselines.BASELINES``
+        (``"transformer"``, ``"tcn"``), configured by ``options``.
+      cell: a name in ``seqjax.cells.CELLS`` (cells registered by ``--import`` included).
       hidden_size: H of every layer.
       num_layers: stacked layers (a deep RNN).
       bidirectional: each layer runs forward and backward (outputs concatenated).
       activation: of the ``rnn`` cell, ``"tanh"`` or ``"relu"``.
       forget_bias: LSTM forget-gate bias at initialisation.
       chrono: T_max of chrono initialisation (LSTM, GRU), or None.
-      input_init: ``"glorot"`` or ``"lecun"``.
-      recurrent_init: ``"orthogonal"``, ``"identity"``, ``"glorot"`` or ``"lecun"``.
-      recurrent_scale: factor on the recurrent weights of the ``rnn`` cell.
+      input_init: ``"glorot"`` or ``"lecun"``; None: the cell's default.
+      recurrent_init: ``"orthogonal"``, ``"identity"``, ``"glorot"`` or ``"lecun"``; None: the
+        cell's default (the identity for ``irnn``, orthogonal for the others).
+      recurrent_scale: factor on the recurrent weights of the ``rnn`` and ``irnn`` cells.
       dropout: between stacked layers, in training only.
       recurrent_dropout: variational dropout on the recurrent state (Gal & Ghahramani 2016).
       zoneout: zoneout probability on the carry (Krueger et al. 2017).
@@ -442,22 +465,23 @@ class ModelConfig:
       residual: residual connections between stacked layers of equal size.
       fast: run each cell through its fused whole-sequence kernel (``cells.lstm(...,
         fast=True)``, `seqjax.cells.fused`): a hand-written backward pass, the same values and
-        gradients, faster on small models (README, "Speed and memory"), no forward-mode
+        gradients, faster on some small models (docs/pages/performance.md), no forward-mode
         autodiff.
-      options: keyword arguments of the baseline builder (``kind`` transformer / tcn).
+      options: keyword arguments of the baseline builder (``kind`` transformer / tcn), or
+        further keyword arguments of the cell factory (a user cell's own options).
     """
 
-    kind: ModelKind = "recurrent"
-    cell: CellName = "lstm"
+    kind: str = "recurrent"
+    cell: str = "lstm"
     hidden_size: PositiveInt = 64
     num_layers: PositiveInt = 1
     bidirectional: bool = False
-    activation: Literal["tanh", "relu"] = "tanh"
-    forget_bias: Float = 1.0
+    activation: Literal["tanh", "relu"] | None = None
+    forget_bias: Float | None = None
     chrono: PositiveFloat | None = None
-    input_init: Literal["glorot", "lecun"] = "glorot"
-    recurrent_init: Literal["orthogonal", "identity", "glorot", "lecun"] = "orthogonal"
-    recurrent_scale: PositiveFloat = 1.0
+    input_init: Literal["glorot", "lecun"] | None = None
+    recurrent_init: Literal["orthogonal", "identity", "glorot", "lecun"] | None = None
+    recurrent_scale: PositiveFloat | None = None
     dropout: UnitInterval = 0.0
     recurrent_dropout: UnitInterval = 0.0
     zoneout: UnitInterval = 0.0
@@ -656,8 +680,6 @@ def _check_call_options(
     factory: Any, options: dict[str, Any], path: str, what: str, skip: int = 0
 ) -> dict[str, Any]:
     """Checks keyword options against a factory's signature and types; fills the defaults."""
-    import inspect
-
     params = list(inspect.signature(factory).parameters.values())[skip:]
     params = [p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     hints = typing.get_type_hints(factory)
@@ -686,8 +708,6 @@ def _check_call_options(
 
 
 def _resolve_task(data: Any) -> dict[str, Any]:
-    from seqjax.tasks import TASKS
-
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -706,15 +726,67 @@ def _resolve_task(data: Any) -> dict[str, Any]:
     return {"name": name, "options": options}
 
 
-def _resolve_model(data: Any) -> Any:
-    if not isinstance(data, dict) or data.get("kind", "recurrent") == "recurrent":
-        return data
-    from seqjax import baselines
+def factory_takes(factory: Any) -> set[str]:
+    """The keyword arguments a registered factory takes (by its signature)."""
+    params = inspect.signature(factory).parameters.values()
+    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
-    kind = data["kind"]
-    builder = getattr(baselines, kind, None)
-    if builder is None:
-        return data  # pydantic names the bad kind
+
+def cell_options(model: ModelConfig | dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments the ``model`` section gives its cell factory: every key of
+    `CELL_KEYS` that differs from its default, and ``options``.
+
+    Raises:
+      ConfigError: naming ``model.<key>`` when the cell's factory does not take it (the key
+        would have no effect), with the registered cells that do.
+    """
+    data = model if isinstance(model, dict) else dataclasses.asdict(model)
+    defaults = ModelConfig()
+    name = data.get("cell", defaults.cell)
+    takes = factory_takes(CELLS[name])
+    out: dict[str, Any] = {}
+    errors = []
+    for key in CELL_KEYS:
+        value = data.get(key, getattr(defaults, key))
+        if value is None or value == getattr(defaults, key):
+            continue
+        if key in takes:
+            out[key] = value
+        else:
+            users = sorted(c for c, f in CELLS.items() if key in factory_takes(f))
+            errors.append(
+                (
+                    f"model.{key}",
+                    f"has no effect on cell {name!r} (it applies to {users}); remove it",
+                )
+            )
+    if errors:
+        raise ConfigError(errors, "model")
+    options = dict(data.get("options") or {})
+    if options:
+        extra = _check_call_options(CELLS[name], options, "model.options", f"cell {name!r}", skip=1)
+        out.update({k: v for k, v in extra.items() if k in options})
+    return out
+
+
+def _resolve_model(data: Any) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return data  # pydantic names the bad type
+    kind = data.get("kind", "recurrent")
+    if kind == "recurrent":
+        name = data.get("cell", ModelConfig().cell)
+        if name not in CELLS:
+            raise ConfigError(
+                [("model.cell", f"unknown cell {name!r}; registered cells: {sorted(CELLS)}")]
+            )
+        cell_options(data)
+        return data
+    if kind not in BASELINES:
+        valid = ["recurrent", *sorted(BASELINES)]
+        raise ConfigError([("model.kind", f"unknown model kind {kind!r}; valid: {valid}")])
+    builder = BASELINES[kind]
     options = data.get("options") or {}
     if not isinstance(options, dict):
         raise ConfigError([("model.options", f"expected a mapping, got {options!r}")])
@@ -759,12 +831,43 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     return config_from_data(data, f"config {path}")
 
 
+CONFIG_SOURCES = str | os.PathLike | dict | ExperimentConfig
+"""What `resolve_config` (and so ``seqjax.run``) takes as a config."""
+
+
+def resolve_config(config: CONFIG_SOURCES, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """An `ExperimentConfig` from a YAML file's path, a dict of sections or a config, with
+    ``--set``-style ``overrides`` applied and everything validated.
+
+    Raises:
+      FileNotFoundError: naming a missing file.
+      ConfigError: naming every bad key (and the file).
+      TypeError: for anything else given as ``config``.
+    """
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        raise TypeError(f"overrides must be a sequence of KEY=VALUE strings, got {overrides!r}")
+    overrides = list(overrides)
+    if isinstance(config, ExperimentConfig):
+        if not overrides:
+            return config
+        data = parse_yaml(dump_config(config))
+        return config_from_data(apply_overrides(data, overrides), "config")
+    if isinstance(config, dict):
+        return config_from_data(apply_overrides(config, overrides), "config")
+    if isinstance(config, str | os.PathLike):
+        return load_config(config, overrides)
+    raise TypeError(
+        f"config must be a YAML file's path, a dict of sections or an ExperimentConfig, got "
+        f"{type(config).__name__}"
+    )
+
+
 def dump_config(cfg: ExperimentConfig) -> str:
     """The resolved config as YAML that `load_config` reads back to an equal config."""
     data = config_to_dict(cfg)
     task = data.pop("task")
     data["task"] = {"name": task["name"], **task["options"]}
-    if data["model"]["kind"] == "recurrent":
+    if data["model"]["kind"] == "recurrent" and not data["model"]["options"]:
         data["model"].pop("options")
     order = ["name", "seeds", "task", "model", "optimizer", "train", "log", "diagnostics"]
     order += ["sweep", "parallel"]

@@ -1,7 +1,7 @@
-"""Gradient-flow diagnostics recorded during training, and their plots in ``seqjax report``.
+"""Gradient-flow diagnostics recorded during a run (their plots: `seqjax.experiment.report`).
 
 A config with a ``diagnostics`` section (``diagnostics: {every: 100, batch_size: 16}``) makes
-``run_experiment`` record `seqjax.diagnostics.model.model_diagnostics` of every seed's params
+a run with a folder (``seqjax.run(..., out=...)``, ``seqjax train``) record `seqjax.diagnostics.model.model_diagnostics` of every seed's params
 at step 0 and every ``every`` steps (and at the last step), on one fixed batch of the task,
 into ``<run>/diagnostics.npz`` (rewritten atomically at each record; plain arrays, no pickle)::
 
@@ -23,8 +23,8 @@ fails because of its diagnostics.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,20 +32,19 @@ from typing import Any
 import jax
 import numpy as np
 
-from seqjax.cells.base import Cell
+from seqjax.cells import Cell
 from seqjax.diagnostics.model import MODEL_PATTERNS, gate_names, model_diagnostics
+from seqjax.experiment.builders import layer_from_config
+from seqjax.experiment.program import Experiment
+from seqjax.experiment.runs import write_atomic
 
 DIAGNOSTICS_FILE = "diagnostics.npz"
 DIAG_SEED_OFFSET = 2_000_003  # the diagnostics batch comes from a key no training step uses
-_BLOCK_NAMES = {"rnn": ("W_h",), "irnn": ("W_h",), "lstm": ("f", "i", "g", "o")}
-_BLOCK_NAMES["gru"] = ("r", "z", "n")
 _KEYS = ("loss", "grad_norm", "weight_radius", "gate_saturation")
 
 
-def unsupported_reason(exp: Any) -> str | None:
+def unsupported_reason(exp: Experiment) -> str | None:
     """Why the model of an `seqjax.experiment.Experiment` cannot be diagnosed, or None."""
-    from seqjax.experiment import layer_from_config
-
     cfg = exp.cfg
     if cfg.model.kind != "recurrent":
         return f"model.kind={cfg.model.kind!r} is not recurrent"
@@ -65,16 +64,10 @@ def diagnostics_batch(task: Any, batch_size: int) -> Any:
 
 
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a temporary file in the same folder, then an atomic rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``np.savez`` of plain arrays, written with `seqjax.experiment.runs.write_atomic`."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def read_diagnostics(run_dir: str | os.PathLike) -> dict[str, np.ndarray] | None:
@@ -87,26 +80,32 @@ def read_diagnostics(run_dir: str | os.PathLike) -> dict[str, np.ndarray] | None
 
 
 class Recorder:
-    """Records the diagnostics of a run's params into ``diagnostics.npz``.
+    """Records the diagnostics of a run's params, in memory and into ``diagnostics.npz``.
 
     Args:
       exp: the run's `seqjax.experiment.Experiment`.
-      run_dir: the folder to write ``diagnostics.npz`` into (the run folder).
+      run_dir: the folder to write ``diagnostics.npz`` into (the run folder); None: in memory
+        only (`arrays`).
       resume_step: the step the run resumes from (records after it are dropped), or None.
 
     Attributes:
       status: ``"diagnostics.npz"`` when recording, else ``"skipped: <reason>"``.
     """
 
-    def __init__(self, exp: Any, run_dir: str | os.PathLike, resume_step: int | None = None):
+    def __init__(
+        self,
+        exp: Experiment,
+        run_dir: str | os.PathLike | None = None,
+        resume_step: int | None = None,
+    ):
         cfg = exp.cfg.diagnostics
         if cfg is None:
             raise ValueError("Recorder: the config has no diagnostics section (diagnostics: null)")
         self.every = cfg.every
         self.total = exp.cfg.train.steps
-        self.path = Path(run_dir) / DIAGNOSTICS_FILE
+        self.path = None if run_dir is None else Path(run_dir) / DIAGNOSTICS_FILE
         seeds = np.asarray(exp.cfg.seeds, np.int64)  # runs are [grid * seeds] under a sweep
-        self.seeds = np.tile(seeds, max(len(exp.seed_keys()) // len(seeds), 1))
+        self.seeds = np.tile(seeds, max(exp.num_runs // len(seeds), 1))
         self.records: dict[str, list[np.ndarray]] = {k: [] for k in ("step", *_KEYS)}
         reason = unsupported_reason(exp)
         self.status = DIAGNOSTICS_FILE if reason is None else f"skipped: {reason}"
@@ -114,17 +113,17 @@ class Recorder:
             warnings.warn(f"diagnostics {self.status}", stacklevel=2)
             self.fn = None
             return
-        from seqjax.experiment import layer_from_config
-
         cell = layer_from_config(exp.cfg.model)
         self.gate_names = np.asarray(gate_names(cell), dtype=str)
-        self.block_names = np.asarray(_BLOCK_NAMES.get(cell.name, ()), dtype=str)
+        self.block_names = np.asarray(cell.weight_blocks, dtype=str)
         batch = diagnostics_batch(exp.task, cfg.batch_size)
         pattern, loss, eps = exp.task.pattern, exp.task.loss, cfg.eps
         self.fn = jax.jit(
             jax.vmap(lambda p: model_diagnostics(cell, pattern, loss, p, batch, eps=eps))
         )
-        previous = read_diagnostics(self.path.parent) if resume_step is not None else None
+        previous = None
+        if resume_step is not None and self.path is not None:
+            previous = read_diagnostics(self.path.parent)
         if previous is not None:
             keep = previous["step"] <= resume_step
             for k in self.records:
@@ -135,8 +134,17 @@ class Recorder:
         """Whether this run records diagnostics."""
         return self.fn is not None
 
+    def arrays(self) -> dict[str, np.ndarray] | None:
+        """The records so far as the arrays of ``diagnostics.npz`` (None when skipped)."""
+        if self.fn is None:
+            return None
+        arrays = {k: np.stack(v) for k, v in self.records.items()}
+        arrays.update(seed=self.seeds, gate_names=self.gate_names, block_names=self.block_names)
+        return arrays
+
     def record(self, step: int, params: Any) -> None:
-        """Records the diagnostics of ``params`` (leading seed axis) at ``step``; rewrites the file."""
+        """Records the diagnostics of ``params`` (leading run axis) at ``step``; rewrites the
+        file."""
         if self.fn is None:
             return
         values = jax.device_get(self.fn(params)._asdict())
@@ -146,9 +154,8 @@ class Recorder:
         self.records["step"].append(np.asarray(step, np.int64))
         for k in _KEYS:
             self.records[k].append(np.asarray(values[k]))
-        arrays = {k: np.stack(v) for k, v in self.records.items()}
-        arrays.update(seed=self.seeds, gate_names=self.gate_names, block_names=self.block_names)
-        write_npz_atomic(self.path, arrays)
+        if self.path is not None:
+            write_npz_atomic(self.path, self.arrays())
 
     def finish(self, step: int, params: Any) -> None:
         """Records the final params unless ``step`` is already recorded (early stopping)."""
@@ -159,89 +166,3 @@ class Recorder:
         """The `seqjax.train.fit` hook: records at multiples of ``every`` and at the end."""
         if step % self.every == 0 or step >= self.total:
             self.record(step, state.params)
-
-
-# ------------------------------------------------------------------------------------ plots
-
-
-def _pick_records(num: int, most: int = 5) -> list[int]:
-    return sorted(set(np.linspace(0, num - 1, min(num, most)).round().astype(int).tolist()))
-
-
-def _over_training(steps, values, names, title, ylabel, path, log):
-    from seqjax.diagnostics.plot import _figure
-
-    fig = _figure((6.0, 4.0))
-    ax = fig.add_subplot()
-    for j, name in enumerate(names):
-        v = values[:, :, j]  # [N, S]
-        ax.plot(steps, v.mean(axis=1), marker="o", markersize=3, label=str(name), color=f"C{j}")
-        if v.shape[1] > 1:
-            ax.fill_between(steps, v.min(axis=1), v.max(axis=1), alpha=0.2, color=f"C{j}")
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def plot_diagnostics(run_dir: str | os.PathLike, out_dir: str | os.PathLike, label: str):
-    """Writes a run's diagnostics plots; returns ``[(title, path)]`` (empty without the file).
-
-    Plots: gradient norm vs timestep at up to five training steps (log scale, mean over
-    seeds), the recurrent spectral radius over training, and (LSTM / GRU) gate saturation
-    over training (mean over seeds, min-max band).
-    """
-    from seqjax.diagnostics.plot import plot_grad_norms
-
-    data = read_diagnostics(run_dir)
-    if data is None or data["step"].size == 0:
-        return []
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(run_dir).resolve().name
-    steps = data["step"]
-    curves = {
-        f"step {steps[i]}": data["grad_norm"][i].mean(axis=0) for i in _pick_records(len(steps))
-    }
-    fig = plot_grad_norms(curves, title=f"{label}: gradient norm vs timestep")
-    grad_png = out_dir / f"{stem}_diag_grad_norms.png"
-    fig.savefig(grad_png, dpi=100)
-    out = [("gradient norm vs timestep", grad_png)]
-    blocks = [str(b) for b in data["block_names"]] or [
-        str(j) for j in range(data["weight_radius"].shape[-1])
-    ]
-    out.append(
-        (
-            "spectral radius of the recurrent weights",
-            _over_training(
-                steps,
-                data["weight_radius"],
-                blocks,
-                f"{label}: recurrent spectral radius",
-                "spectral radius",
-                out_dir / f"{stem}_diag_spectral_radius.png",
-                log=False,
-            ),
-        )
-    )
-    if data["gate_saturation"].shape[-1] > 0:
-        out.append(
-            (
-                "gate saturation",
-                _over_training(
-                    steps,
-                    data["gate_saturation"],
-                    [str(g) for g in data["gate_names"]],
-                    f"{label}: gate saturation",
-                    "fraction of saturated units",
-                    out_dir / f"{stem}_diag_gate_saturation.png",
-                    log=False,
-                ),
-            )
-        )
-    return out

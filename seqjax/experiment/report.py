@@ -1,0 +1,313 @@
+"""Reports: Markdown with plots comparing run folders (``seqjax report``), the plots a run
+writes into its folder, and the report of a sweep.
+
+A report reads only what runs wrote (``summary.json``, ``metrics.jsonl``,
+``diagnostics.npz``), so it works on runs from other machines and never re-runs anything.
+Figures are built with ``matplotlib.figure.Figure`` (`seqjax.diagnostics.plot.new_figure`),
+never pyplot, so no backend is switched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqjax.diagnostics.plot import new_figure, plot_grad_norms
+from seqjax.experiment.config import ExperimentConfig
+from seqjax.experiment.recorder import read_diagnostics
+from seqjax.experiment.runs import (
+    read_metrics,
+    read_summary,
+    series,
+    write_atomic,
+    write_json_atomic,
+)
+from seqjax.experiment.sweep import grid_cells
+
+
+def _mean_spread(values: Any) -> str:
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if v.size == 0:
+        return "-"
+    if v.size == 1:
+        return f"{v[0]:.4g}"
+    return f"{v.mean():.4g} ± {v.std():.2g}"
+
+
+def _ratio(values: Any, baseline: float | None) -> str:
+    if not baseline:
+        return "-"
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    return f"{v.mean() / baseline:.3f}" if v.size else "-"
+
+
+def plot_runs(runs: list[tuple[str, Path, dict]], key: str, path: Path, *, log: bool) -> Path:
+    """One axis, one line per run (mean over seeds, min-max band), baselines dashed."""
+    fig = new_figure((7, 4))
+    ax = fig.add_subplot()
+    for i, (label, run_dir, summary) in enumerate(runs):
+        steps, values = series(read_metrics(run_dir), key)
+        if steps.size == 0:
+            continue
+        color = f"C{i % 10}"
+        ax.plot(steps, values.mean(axis=1), color=color, label=label)
+        if values.shape[1] > 1:
+            ax.fill_between(steps, values.min(axis=1), values.max(axis=1), color=color, alpha=0.2)
+        baseline = summary.get("baseline")
+        if key == "loss" and baseline:
+            ax.axhline(baseline, color=color, linestyle="--", linewidth=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key + (" (dashed: trivial baseline)" if key == "loss" else ""))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_report(
+    run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike | None = None
+) -> Path:
+    """Writes ``report.md`` and ``plots/compare_*.png`` comparing the given runs.
+
+    Args:
+      run_dirs: finished run folders (each with a ``summary.json``).
+      out_dir: where to write; the single run's folder, or the parent of the first run's.
+
+    Returns:
+      The path of ``report.md``.
+    """
+    if not run_dirs:
+        raise ValueError("report: give at least one run folder")
+    runs = []
+    for d in run_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise FileNotFoundError(f"report: run folder {d} does not exist")
+        summary = read_summary(d)
+        runs.append((summary.get("name", d.name), d, summary))
+    if out_dir is None:
+        out_dir = run_dirs[0] if len(run_dirs) == 1 else Path(run_dirs[0]).parent
+    out_dir = Path(out_dir)
+    loss_png = plot_runs(runs, "loss", out_dir / "plots" / "compare_loss.png", log=True)
+    grad_png = plot_runs(runs, "grad_norm", out_dir / "plots" / "compare_grad_norm.png", log=True)
+
+    lines = [
+        "# seqjax report",
+        "",
+        "| run | task | model | steps | seeds | eval loss | baseline | loss / baseline "
+        "| metric | wall time | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, run_dir, s in runs:
+        final = s.get("eval", {})
+        metric_name = s.get("metric", "metric")
+        lines.append(
+            f"| [{label}]({os.path.relpath(run_dir, out_dir)}) | {s.get('task', '-')} "
+            f"| {s.get('model', '-')} | {s.get('steps', '-')} | {len(s.get('seeds', [0]))} "
+            f"| {_mean_spread(final.get('loss', []))} | {_mean_spread(s.get('baseline', []))} "
+            f"| {_ratio(final.get('loss', []), s.get('baseline'))} "
+            f"| {metric_name} {_mean_spread(final.get(metric_name, []))} "
+            f"| {s.get('wall_time_s', 0):.1f} s | {s.get('steps_per_s', 0):.1f} |"
+        )
+    lines += [
+        "",
+        "Eval loss: mean ± standard deviation over seeds. The baseline is the loss of the best "
+        "memoryless predictor of the task; a ratio near 1 means nothing long-range was learned.",
+        "",
+        f"![training loss]({os.path.relpath(loss_png, out_dir)})",
+        "",
+        f"![gradient norm]({os.path.relpath(grad_png, out_dir)})",
+        "",
+    ]
+    for label, run_dir, _ in runs:
+        plots = plot_diagnostics(run_dir, out_dir / "plots", label)
+        if plots:
+            lines += [f"## Gradient-flow diagnostics: {label}", ""]
+            lines += [f"![{title}]({os.path.relpath(p, out_dir)})\n" for title, p in plots]
+    report = out_dir / "report.md"
+    write_atomic(report, "\n".join(lines))
+    return report
+
+
+# ---------------------------------------------------------------------------- diagnostics plots
+
+
+def _pick_records(num: int, most: int = 5) -> list[int]:
+    return sorted(set(np.linspace(0, num - 1, min(num, most)).round().astype(int).tolist()))
+
+
+def _over_training(steps, values, names, title, ylabel, path, log):
+    fig = new_figure((6.0, 4.0))
+    ax = fig.add_subplot()
+    for j, name in enumerate(names):
+        v = values[:, :, j]  # [N, S]
+        ax.plot(steps, v.mean(axis=1), marker="o", markersize=3, label=str(name), color=f"C{j}")
+        if v.shape[1] > 1:
+            ax.fill_between(steps, v.min(axis=1), v.max(axis=1), alpha=0.2, color=f"C{j}")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_diagnostics(run_dir: str | os.PathLike, out_dir: str | os.PathLike, label: str):
+    """Writes a run's diagnostics plots; returns ``[(title, path)]`` (empty without the file).
+
+    Plots: gradient norm vs timestep at up to five training steps (log scale, mean over
+    seeds), the recurrent spectral radius over training, and (LSTM / GRU) gate saturation
+    over training (mean over seeds, min-max band).
+    """
+    data = read_diagnostics(run_dir)
+    if data is None or data["step"].size == 0:
+        return []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(run_dir).resolve().name
+    steps = data["step"]
+    curves = {
+        f"step {steps[i]}": data["grad_norm"][i].mean(axis=0) for i in _pick_records(len(steps))
+    }
+    fig = plot_grad_norms(curves, title=f"{label}: gradient norm vs timestep")
+    grad_png = out_dir / f"{stem}_diag_grad_norms.png"
+    fig.savefig(grad_png, dpi=100)
+    out = [("gradient norm vs timestep", grad_png)]
+    blocks = [str(b) for b in data["block_names"]] or [
+        str(j) for j in range(data["weight_radius"].shape[-1])
+    ]
+    out.append(
+        (
+            "spectral radius of the recurrent weights",
+            _over_training(
+                steps,
+                data["weight_radius"],
+                blocks,
+                f"{label}: recurrent spectral radius",
+                "spectral radius",
+                out_dir / f"{stem}_diag_spectral_radius.png",
+                log=False,
+            ),
+        )
+    )
+    if data["gate_saturation"].shape[-1] > 0:
+        out.append(
+            (
+                "gate saturation",
+                _over_training(
+                    steps,
+                    data["gate_saturation"],
+                    [str(g) for g in data["gate_names"]],
+                    f"{label}: gate saturation",
+                    "fraction of saturated units",
+                    out_dir / f"{stem}_diag_gate_saturation.png",
+                    log=False,
+                ),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------- sweeps
+
+
+def _rows(folders: list[tuple[dict, ExperimentConfig, Path]]) -> list[dict[str, Any]]:
+    rows = []
+    for values, program, folder in folders:
+        summary = read_summary(folder)
+        n = len(program.seeds)
+        metric = summary.get("metric", "loss")
+        for g, cell in enumerate(grid_cells(program)):
+            row: dict[str, Any] = {"folder": folder.name, **values, **cell}
+            for name, value in summary["eval"].items():
+                v = np.asarray(value, dtype=np.float64).reshape(-1)[g * n : (g + 1) * n]
+                row[name] = v.tolist()
+            row["metric"] = metric
+            rows.append(row)
+    return rows
+
+
+def _fmt(v: list[float]) -> str:
+    a = np.asarray(v)
+    return f"{a.mean():.4g}" if a.size == 1 else f"{a.mean():.4g} ± {a.std():.2g}"
+
+
+def write_sweep_report(root: Path, folders: list[tuple[dict, ExperimentConfig, Path]]) -> Path:
+    """Writes ``sweep.json``, ``report.md`` and ``plots/sweep.png`` of a finished sweep.
+
+    The plot puts the first swept key (a traced one if any) on the x axis and the final eval
+    metric (mean over seeds, min-max band) on the y axis, one line per combination of the
+    other swept values; the table has one row per grid cell and program.
+    """
+    rows = _rows(folders)
+    program_keys = list(folders[0][0])
+    traced_keys = list(grid_cells(folders[0][1])[0])
+    keys = traced_keys + program_keys
+    metric = rows[0]["metric"]
+    write_json_atomic(root / "sweep.json", {"keys": keys, "metric": metric, "rows": rows})
+
+    png = root / "plots" / "sweep.png"
+    _plot(rows, keys, metric, png)
+    head = ["program", *keys, "eval loss"] + ([metric] if metric != "loss" else [])
+    lines = [
+        "# seqjax sweep",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in rows:
+        cols = [f"[{r['folder']}]({r['folder']})", *(str(r[k]) for k in keys), _fmt(r["loss"])]
+        if metric != "loss":
+            cols.append(_fmt(r[metric]))
+        lines.append("| " + " | ".join(cols) + " |")
+    lines += [
+        "",
+        "Final evaluation, mean ± standard deviation over seeds. Each program folder is a run "
+        "folder whose metrics carry a leading [grid * seeds] axis, grid-major.",
+        "",
+        f"![final {metric} against {keys[0] if keys else 'run'}](plots/sweep.png)",
+        "",
+    ]
+    report = root / "report.md"
+    write_atomic(report, "\n".join(lines))
+    return report
+
+
+def _plot(rows: list[dict], keys: list[str], metric: str, path: Path) -> None:
+    fig = new_figure((6, 4))
+    ax = fig.add_subplot()
+    x_key = keys[0] if keys else None
+    others = keys[1:]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in others), []).append(r)
+    numeric = x_key is not None and all(isinstance(r[x_key], (int, float)) for r in rows)
+    for i, (label, group) in enumerate(groups.items()):
+        xs = [r[x_key] if numeric else j for j, r in enumerate(group)] if x_key else [0]
+        ys = np.asarray([np.mean(r[metric]) for r in group])
+        lo = np.asarray([np.min(r[metric]) for r in group])
+        hi = np.asarray([np.max(r[metric]) for r in group])
+        name = ", ".join(f"{k}={v}" for k, v in zip(others, label, strict=True)) or metric
+        ax.plot(xs, ys, marker="o", color=f"C{i % 10}", label=name)
+        ax.fill_between(xs, lo, hi, color=f"C{i % 10}", alpha=0.2)
+        if not numeric and x_key:
+            ax.set_xticks(xs, [str(r[x_key]) for r in group])
+    if numeric:
+        xs_all = [r[x_key] for r in rows]
+        if min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 10:
+            ax.set_xscale("log")
+    ax.set_xlabel(x_key or "")
+    ax.set_ylabel(f"final eval {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
