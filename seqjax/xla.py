@@ -20,18 +20,42 @@ first thing, before any JAX array exists::
 XLA reads ``XLA_FLAGS`` once, when the first backend starts; after that `configure` warns and
 changes nothing. A flag already named in ``XLA_FLAGS`` is left as it is.
 
-This is the one module of seqjax that reads a private JAX module (``jax._src.xla_bridge``,
-whether a backend has started); ``tests/test_xla.py`` fails if JAX moves it.
+This is the one module of seqjax that reads private JAX modules (``jax._src``): whether a
+backend has started (`backends_started`) and whether a call is traced by a ``jax.vmap``
+(`vmapped_here`, which the fused kernels of `seqjax.cells.fused` ask). No public API tells
+either; ``tests/test_xla.py`` fails, loudly, if JAX moves what they read.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
-__all__ = ["SETTINGS", "backends_started", "configure"]
+import jax
+
+__all__ = ["SETTINGS", "backends_started", "configure", "vmapped_here"]
 
 SETTINGS = {"xla_cpu_enable_concurrency_optimized_scheduler": "false"}
+
+
+def vmapped_here(*trees: Any) -> bool:
+    """True when the innermost transformation tracing this call is a ``jax.vmap`` that batches
+    one of ``trees``: a batched kernel can then take the whole batch at once.
+
+    Under ``jax.grad(jax.vmap(f))`` (a training step) the innermost trace is the vmap; under
+    ``jax.vmap(jax.grad(f))`` (per-example gradients) it is the gradient.
+    """
+    from jax._src import core as jax_core  # no public API tells; the test pins these names
+    from jax._src.interpreters import batching
+
+    trace = jax_core.trace_ctx.trace
+    if not isinstance(trace, batching.BatchTrace):
+        return False
+    return any(
+        isinstance(leaf, batching.BatchTracer) and leaf._trace is trace
+        for leaf in jax.tree.leaves(trees)
+    )
 
 
 def backends_started() -> bool:

@@ -38,12 +38,27 @@ def test_configure_warns_once_a_backend_runs():
     assert "XLA_FLAGS" not in env
 
 
-def test_the_private_jax_function_seqjax_reads_is_where_it_was():
-    # seqjax.xla is the one module that reads jax._src; if JAX moves it, fail here, loudly.
-    from jax._src import xla_bridge
+def test_the_private_jax_names_seqjax_reads_are_where_they_were():
+    # seqjax.xla is the one module that reads jax._src; if JAX moves these, fail here, loudly.
+    from jax._src import core, xla_bridge
+    from jax._src.interpreters import batching
 
-    assert callable(xla_bridge.backends_are_initialized)
     assert isinstance(xla_bridge.backends_are_initialized(), bool)
+    assert hasattr(core.trace_ctx, "trace")
+    assert isinstance(batching.BatchTrace, type) and isinstance(batching.BatchTracer, type)
+    seen = []
+    jax.vmap(lambda x: seen.append(xla.vmapped_here(x)) or x)(jax.numpy.ones(2))
+    assert seen == [True] and not xla.vmapped_here(jax.numpy.ones(2))
+
+
+def test_only_seqjax_xla_reads_private_jax():
+    from pathlib import Path
+
+    root = Path(xla.__file__).parent
+    readers = sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.py") if "jax._src" in p.read_text()
+    )
+    assert readers == ["xla.py"]
 
 
 def _fresh(code: str, env: dict[str, str] | None = None) -> str:

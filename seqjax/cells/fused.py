@@ -51,6 +51,7 @@ from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from seqjax.cells.base import Carry, Params
+from seqjax.xla import vmapped_here
 
 ScanFn = Callable[[Params, Carry, jax.Array, jax.Array | None], tuple[Carry, jax.Array]]
 
@@ -206,31 +207,6 @@ def _make_batched(
     return fused
 
 
-def _vmapped_here(*trees: Any) -> bool:
-    """True when the innermost transformation tracing this call is a ``jax.vmap`` that batches
-    one of ``trees``: the batched kernel can then take the whole batch at once.
-
-    Under ``jax.grad(jax.vmap(f))`` (a training step) the innermost trace is the vmap; under
-    ``jax.vmap(jax.grad(f))`` (per-example gradients) it is the gradient, and the kernel must
-    run per example so that each example gets its own parameter gradient. This reads JAX's
-    tracing context (``jax._src``): if that ever moves, the answer is False, the per-example
-    kernel runs, and only speed is lost (tests/cells/test_fused.py checks the answer).
-    """
-    try:
-        from jax._src import core as jax_core
-        from jax._src.interpreters import batching
-
-        trace = jax_core.trace_ctx.trace
-        if not isinstance(trace, batching.BatchTrace):
-            return False
-        return any(
-            isinstance(leaf, batching.BatchTracer) and leaf._trace is trace
-            for leaf in jax.tree.leaves(trees)
-        )
-    except (ImportError, AttributeError):  # pragma: no cover - a JAX without these internals
-        return False
-
-
 def _make_scan(spec: _Spec, unroll: int) -> ScanFn:
     @functools.cache
     def get(masked: bool, truncate: int | None):
@@ -238,7 +214,7 @@ def _make_scan(spec: _Spec, unroll: int) -> ScanFn:
 
     def scan(params, carry, xs, valid, truncate=None):
         one, batched_scan = get(valid is not None, truncate)
-        if not _vmapped_here(carry, xs, valid):
+        if not vmapped_here(carry, xs, valid):
             return one(params, carry, xs, valid)
         if valid is None:
             return batched_scan(params, carry, xs, jnp.ones(xs.shape[:1], bool))
@@ -260,7 +236,7 @@ def _make_hook(batched: Callable[..., Any], masked: bool) -> tuple[Callable, Cal
         return jax.tree.map(lambda a: a[0], last), hs[:, 0]
 
     # Not differentiable by itself (custom_vmap has no reverse mode): only called where
-    # `_vmapped_here`, so that the vmap rule below replaces it before autodiff sees it.
+    # `seqjax.xla.vmapped_here`, so that the vmap rule below replaces it before autodiff sees it.
     @custom_vmap
     def batched_scan(params, carry, xs, valid):
         return one(params, carry, xs, valid if masked else None)

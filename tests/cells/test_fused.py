@@ -8,11 +8,13 @@ against central finite differences for the custom backward pass itself.
 from __future__ import annotations
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import seqjax
+from seqjax import xla
 from seqjax.cells import fused
 
 T, F, H, B = 7, 3, 4, 3
@@ -227,7 +229,7 @@ def test_vmapped_here_sees_only_the_innermost_vmap():
 
     def probe(name):
         def f(x):
-            seen[name] = fused._vmapped_here(x)
+            seen[name] = xla.vmapped_here(x)
             return jnp.sum(x)
 
         return f
