@@ -38,12 +38,13 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 import pydantic
 import yaml
-from pydantic import ConfigDict, Field, Strict, ValidationInfo, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, Strict, ValidationInfo, field_validator
 from pydantic.dataclasses import dataclass
 
 from seqjax.baselines import BASELINES
 from seqjax.cells import CELLS
 from seqjax.tasks import TASKS
+from seqjax.train import CLIPPINGS, OPTIMIZERS, SCHEDULES
 
 __all__ = [
     "BPTTConfig",
@@ -83,9 +84,20 @@ NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
 UnitInterval = Annotated[float, Strict(), Field(ge=0, lt=1)]  # [0, 1)
 OpenUnitInterval = Annotated[float, Strict(), Field(gt=0, lt=1)]  # (0, 1)
 
-OptimizerName = Literal["sgd", "momentum", "adam", "adamw", "rmsprop"]
-ScheduleName = Literal["constant", "warmup_cosine", "exponential"]
-ClipMethod = Literal["none", "global_norm", "value"]
+def _registered(table: dict[str, Any], what: str) -> AfterValidator:
+    """A name checked against a live registry when the config is validated."""
+
+    def check(name: str) -> str:
+        if name not in table:
+            raise ValueError(f"unknown {what} {name!r}; registered: {sorted(table)}")
+        return name
+
+    return AfterValidator(check)
+
+
+OptimizerName = Annotated[str, Strict(), _registered(OPTIMIZERS, "optimizer")]
+ScheduleName = Annotated[str, Strict(), _registered(SCHEDULES, "schedule")]
+ClipMethod = Annotated[str, Strict(), _registered(CLIPPINGS, "clipping method")]
 BPTTMode = Literal["full", "truncated", "streaming"]
 
 
