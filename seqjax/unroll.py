@@ -70,7 +70,7 @@ def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
 
     Why: autodiff through ``lax.scan`` stacks about a dozen residuals per step for the
     backward pass, and on XLA:CPU those writes cost more than recomputing a small step. The
-    measurements are in docs/performance.md; experiments/bench_remat.py reproduces them.
+    measurements are in docs/pages/performance.md; experiments/bench_remat.py reproduces them.
     """
     if cell.scan is not None and unroll == 1:
         return False

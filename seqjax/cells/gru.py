@@ -131,6 +131,6 @@ def gru(
         weight_blocks=GRUGates._fields,  # w_h is [U_r | U_z | U_n]
         masked_step=masked_step,
         # From 50 steps, recomputing each step beats storing its residuals on XLA:CPU
-        # (docs/performance.md; measured by experiments/bench_remat.py).
+        # (docs/pages/performance.md; measured by experiments/bench_remat.py).
         remat_min_steps=50,
     )

@@ -138,6 +138,6 @@ def lstm(
         gates=LSTMGates._fields,
         weight_blocks=LSTMGates._fields,  # w_h is [U_f | U_i | U_g | U_o]
         # From 50 steps, recomputing each step beats storing its residuals on XLA:CPU
-        # (docs/performance.md; measured by experiments/bench_remat.py).
+        # (docs/pages/performance.md; measured by experiments/bench_remat.py).
         remat_min_steps=50,
     )

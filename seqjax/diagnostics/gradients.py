@@ -234,11 +234,14 @@ def batch_hidden_grad_norms(
     (the gradient of a batch-mean loss would be these divided by B).
 
     Args:
-      cell, params, loss_fn, hidden_of_carry: as in `hidden_grads`.
+      cell: as in `hidden_grads`.
+      params: as in `hidden_grads`.
       xs: inputs ``[B, T, F]``.
+      loss_fn: as in `hidden_grads`, for one example.
       targets: None or a pytree whose leaves have a leading ``[B]`` axis.
       length: None or ``[B]`` int lengths.
       carry: None or a batch of initial carries (leaves ``[B, ...]``).
+      hidden_of_carry: as in `hidden_grads`.
 
     Returns:
       A `BatchGradNorms`.
@@ -295,9 +298,15 @@ def weight_grad_contributions(
     vanishing gradients the terms of early steps are tiny.
 
     Args:
-      cell, params, xs, loss_fn, targets, length, carry: as in `hidden_grads`.
+      cell: as in `hidden_grads`.
+      params: as in `hidden_grads`.
+      xs: as in `hidden_grads`.
+      loss_fn: as in `hidden_grads`.
       key: the parameter to decompose, ``"w_h"`` (the recurrent weights) by default; any key
         of ``params`` works (e.g. ``"w_i"``).
+      targets: as in `hidden_grads`.
+      length: as in `hidden_grads`.
+      carry: as in `hidden_grads`.
 
     Returns:
       A `WeightGradContributions`: ``norms: [T]`` and the total gradient ``grad``.

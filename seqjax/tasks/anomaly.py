@@ -162,7 +162,12 @@ def sensor_anomaly_eval(
     ``auroc(scores, labels)``.
 
     Args:
-      length, num_channels, num_sources, noise_std, min_freq, max_freq: as `sensor_anomaly`.
+      length: as in `sensor_anomaly`.
+      num_channels: as in `sensor_anomaly`.
+      num_sources: as in `sensor_anomaly`.
+      noise_std: as in `sensor_anomaly`.
+      min_freq: as in `sensor_anomaly`.
+      max_freq: as in `sensor_anomaly`.
       num_anomalies: segments per stream, >= 0.
       magnitude: the anomaly scale, >= 0.
       max_duration: the longest level shift or noise burst, in [1, T].

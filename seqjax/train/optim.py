@@ -61,7 +61,8 @@ def get_optimizer(name: str, learning_rate: float | optax.Schedule, **kwargs: An
       **kwargs: passed to the Optax factory (``momentum=``, ``b1=``, ``weight_decay=``, ...).
 
     Returns:
-      An ``optax.GradientTransformation``.
+      optimizer (optax.GradientTransformation): the optimiser, built with ``learning_rate``
+        and ``kwargs``.
     """
     return _lookup(OPTIMIZERS, name, "optimizer")(learning_rate, **kwargs)
 

@@ -159,8 +159,9 @@ def make_eval_step(loss_fn: LossFn, *, streaming: bool = False, jit: bool = True
     """Builds a deterministic evaluation step (the loss function gets ``key=None``).
 
     Returns:
-      ``eval_step(params, batch) -> metrics`` (``loss`` and the aux metrics), or with
-      ``streaming=True`` ``eval_step(params, batch, carry) -> (metrics, carry)``.
+      eval_step (Callable): ``eval_step(params, batch) -> metrics`` (``loss`` and the aux
+        metrics), or with ``streaming=True``
+        ``eval_step(params, batch, carry) -> (metrics, carry)``; jitted unless ``jit=False``.
     """
 
     def eval_step(params: Any, batch: Any) -> Metrics:
