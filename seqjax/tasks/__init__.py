@@ -1,4 +1,5 @@
-"""Synthetic long-range tasks: pure, jittable samplers ``(key, batch_size) -> Batch``.
+"""Synthetic long-range tasks and tasks over your own files (`char_lm` with ``path``,
+`arrays`): pure, jittable samplers ``(key, batch_size) -> Batch``.
 
 Every task is a `Task` record (a sampler plus metadata) made by a factory; `TASKS` maps names
 to factories and `get_task` builds one by name::
@@ -11,6 +12,7 @@ See `seqjax.tasks.base` for the conventions shared by all tasks.
 
 from seqjax.tasks.algorithmic import FLIP_FLOP_TOKENS, flip_flop, future_tagging, parity
 from seqjax.tasks.anomaly import ANOMALY_KINDS, sensor_anomaly, sensor_anomaly_eval
+from seqjax.tasks.arrays import ARRAYS, arrays
 from seqjax.tasks.base import LOSSES, METRICS, PATTERNS, Batch, Task
 from seqjax.tasks.bucketing import bucket_by_length, padding_fraction
 from seqjax.tasks.forecasting import mackey_glass, mackey_glass_series, sine_forecast
@@ -29,6 +31,7 @@ from seqjax.tasks.text import CharCorpus, char_lm, decode, encode, load_corpus, 
 
 __all__ = [
     "ANOMALY_KINDS",
+    "ARRAYS",
     "BOS",
     "EOS",
     "FLIP_FLOP_TOKENS",
@@ -42,6 +45,7 @@ __all__ = [
     "PrecisionRecall",
     "Task",
     "adding",
+    "arrays",
     "associative_recall",
     "auroc",
     "bucket_by_length",

@@ -8,6 +8,7 @@ from typing import Any
 
 from seqjax.tasks.algorithmic import flip_flop, future_tagging, parity
 from seqjax.tasks.anomaly import sensor_anomaly
+from seqjax.tasks.arrays import arrays
 from seqjax.tasks.base import Task
 from seqjax.tasks.forecasting import mackey_glass, sine_forecast
 from seqjax.tasks.memory import (
@@ -25,6 +26,7 @@ __all__ = ["TASKS", "get_task"]
 
 TASKS: dict[str, Callable[..., Task]] = {
     "adding": adding,
+    "arrays": arrays,
     "associative_recall": associative_recall,
     "char_lm": char_lm,
     "copy_memory": copy_memory,

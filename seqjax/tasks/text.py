@@ -1,8 +1,12 @@
-"""Character-level language modelling on a public-domain Shakespeare text shipped with seqjax.
+"""Character-level language modelling on any UTF-8 text; by default a public-domain
+Shakespeare text shipped with seqjax.
 
-The text is ``seqjax/data/tinyshakespeare.txt`` (see ``seqjax/data/README.md``: the first
-190,596 characters of the tiny-shakespeare corpus, public domain). The vocabulary is the sorted
-set of its characters; ids index into it.
+The default text is ``seqjax/data/tinyshakespeare.txt`` (see ``seqjax/data/README.md``: the
+first 190,596 characters of the tiny-shakespeare corpus, public domain); ``path=`` reads your
+own file instead (``task: {name: char_lm, path: my.txt}`` in a config; a relative path is read
+from the working directory). The vocabulary is the sorted set of the whole file's characters;
+ids index into it. The first 90% of the characters are the ``train`` split, the last 10% the
+``valid`` split, which `char_lm` holds out for evaluation (``Task.sample_eval``).
 
 Three ways to use it:
 
@@ -16,19 +20,21 @@ from __future__ import annotations
 
 import functools
 import pathlib
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.tasks.base import Batch, Task, check_int, symbol_task
+from seqjax.tasks.base import Batch, Task, check_int, make_sampler, symbol_task
 
 __all__ = ["CharCorpus", "char_lm", "decode", "encode", "load_corpus", "stream_batch"]
 
 TEXT_PATH = pathlib.Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare.txt"
 SPLITS = ("train", "valid", "all")
 TRAIN_FRACTION = 0.9
+_SPLIT_PARTS = {"train": "the first 90%", "valid": "the last 10%", "all": "all"}
 
 
 class CharCorpus(NamedTuple):
@@ -45,14 +51,34 @@ class CharCorpus(NamedTuple):
     ids: np.ndarray
 
 
-@functools.lru_cache(maxsize=1)
-def _full_text() -> str:
-    if not TEXT_PATH.is_file():
-        raise FileNotFoundError(
-            f"char_lm: the shipped text {TEXT_PATH} is missing; reinstall seqjax with its "
-            f"package data (seqjax/data/*.txt)."
+def _full_text(path: str | None) -> str:
+    if path is None:
+        if not TEXT_PATH.is_file():
+            raise FileNotFoundError(
+                f"char_lm: the shipped text {TEXT_PATH} is missing; reinstall seqjax with its "
+                f"package data (seqjax/data/*.txt)."
+            )
+        return _read_text(str(TEXT_PATH), TEXT_PATH.stat().st_mtime_ns)
+    file = pathlib.Path(path).expanduser()
+    if not file.is_file():
+        raise ValueError(
+            f"char_lm: `path`={path!r} is not a file (resolved to {file.resolve()}); a relative "
+            f"path is read from the working directory {pathlib.Path.cwd()}."
         )
-    return TEXT_PATH.read_text(encoding="utf-8")
+    return _read_text(str(file), file.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_text(path: str, mtime_ns: int) -> str:
+    del mtime_ns  # part of the cache key: an edited file is read again
+    data = pathlib.Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"char_lm: {path} is not UTF-8 text: byte {e.start} is {data[e.start : e.start + 1]!r} "
+            f"({e.reason}); convert the file to UTF-8 (e.g. iconv -t UTF-8)."
+        ) from None
 
 
 def encode(text: str, vocab: tuple[str, ...]) -> np.ndarray:
@@ -72,20 +98,25 @@ def decode(ids: np.ndarray | jax.Array, vocab: tuple[str, ...]) -> str:
     return "".join(vocab[int(i)] for i in np.asarray(ids).reshape(-1))
 
 
-@functools.lru_cache(maxsize=len(SPLITS))
-def load_corpus(split: str = "train") -> CharCorpus:
-    """The encoded Shakespeare text.
+def load_corpus(split: str = "train", path: str | None = None) -> CharCorpus:
+    """The encoded text: the shipped Shakespeare, or the UTF-8 file at ``path``.
 
     Args:
       split: ``"train"`` (the first 90% of the characters), ``"valid"`` (the last 10%) or
         ``"all"``.
+      path: a UTF-8 text file; None for the shipped Shakespeare text.
 
     Returns:
-      A `CharCorpus` (cached; its ``ids`` are read-only).
+      A `CharCorpus` (cached while the file is unchanged; its ``ids`` are read-only). The
+      vocabulary is that of the whole file, shared by all splits.
     """
     if split not in SPLITS:
         raise ValueError(f"load_corpus: `split` must be one of {SPLITS}, got {split!r}.")
-    text = _full_text()
+    return _corpus(split, _full_text(path))
+
+
+@functools.lru_cache(maxsize=2 * len(SPLITS))
+def _corpus(split: str, text: str) -> CharCorpus:
     vocab = tuple(sorted(set(text)))
     cut = int(len(text) * TRAIN_FRACTION)
     text = {"train": text[:cut], "valid": text[cut:], "all": text}[split]
@@ -101,37 +132,10 @@ def unigram_entropy(ids: np.ndarray, vocab_size: int) -> float:
     return float(-np.sum(p * np.log(p)))
 
 
-def char_lm(length: int = 100, split: str = "train") -> Task:
-    """Character-level language modelling (next-character prediction) on Shakespeare.
-
-    The tiny-shakespeare setting of Karpathy's char-rnn ("The Unreasonable Effectiveness of
-    Recurrent Neural Networks", 2015) on a public-domain slice of it. Each example is a window
-    of T + 1 consecutive characters at a uniformly random start in the split::
-
-        inputs[t] = one_hot(c_{s+t}),   targets[t] = c_{s+t+1},   t < T
-
-    Cross-entropy over the vocabulary (``len(load_corpus().vocab)`` classes). Baseline: the
-    unigram entropy of the split in nats (the loss of predicting the character frequencies).
-
-    Args:
-      length: T >= 1, shorter than the split.
-      split: ``"train"``, ``"valid"`` or ``"all"`` (see `load_corpus`).
-
-    Returns:
-      A many_to_many `Task`: inputs ``[B, T, V]``, targets ``[B, T]`` int32.
-    """
-    where = "char_lm"
-    if split not in SPLITS:
-        raise ValueError(f"{where}: `split` must be one of {SPLITS}, got {split!r}.")
-    corpus = load_corpus(split)
-    n = corpus.ids.shape[0]
-    length = check_int(where, "length", length, 1)
-    if length >= n:
-        raise ValueError(
-            f"{where}: `length` must be < {n} (the {split} split's characters), got {length}."
-        )
-    vocab_size = len(corpus.vocab)
-    ids = jnp.asarray(corpus.ids)
+def _windows(ids_np: np.ndarray, length: int, vocab_size: int) -> Callable[[jax.Array], Batch]:
+    """``example(key) -> Batch``: a window of ``length + 1`` characters at a random start."""
+    n = ids_np.shape[0]
+    ids = jnp.asarray(ids_np)
 
     def example(key: jax.Array) -> Batch:
         start = jax.random.randint(key, (), 0, n - length, dtype=jnp.int32)
@@ -143,17 +147,69 @@ def char_lm(length: int = 100, split: str = "train") -> Task:
             jnp.asarray(length, jnp.int32),
         )
 
-    return symbol_task(
+    return example
+
+
+def char_lm(length: int = 100, split: str = "train", path: str | None = None) -> Task:
+    """Character-level language modelling (next-character prediction) on a text.
+
+    By default the tiny-shakespeare setting of Karpathy's char-rnn ("The Unreasonable
+    Effectiveness of Recurrent Neural Networks", 2015) on a public-domain slice of it; with
+    ``path``, any UTF-8 text file. Each example is a window of T + 1 consecutive characters at
+    a uniformly random start in the split::
+
+        inputs[t] = one_hot(c_{s+t}),   targets[t] = c_{s+t+1},   t < T
+
+    Cross-entropy over the vocabulary of the whole file (``len(load_corpus().vocab)``
+    classes). Evaluation (``Task.sample_eval``) draws its windows from the ``valid`` split, the
+    last 10% of the characters, whatever ``split`` training samples. Baseline: the unigram
+    entropy of the split in nats (the loss of predicting the character frequencies).
+
+    Args:
+      length: T >= 1, shorter than the split and than the ``valid`` split.
+      split: ``"train"``, ``"valid"`` or ``"all"`` (see `load_corpus`): where training
+        windows come from.
+      path: a UTF-8 text file (a relative path is read from the working directory); None for
+        the shipped Shakespeare text.
+
+    Returns:
+      A many_to_many `Task`: inputs ``[B, T, V]``, targets ``[B, T]`` int32.
+    """
+    where = "char_lm"
+    if split not in SPLITS:
+        raise ValueError(f"{where}: `split` must be one of {SPLITS}, got {split!r}.")
+    if path is not None and not isinstance(path, str | pathlib.Path):
+        raise TypeError(f"{where}: `path` must be a str, got {path!r} of type {type(path)}.")
+    path = None if path is None else str(path)
+    corpus = load_corpus(split, path)
+    held_out = load_corpus("valid", path)
+    length = check_int(where, "length", length, 1)
+    source = "the shipped text" if path is None else path
+    for name, part in ((split, corpus), ("valid", held_out)):
+        if length >= part.ids.shape[0]:
+            raise ValueError(
+                f"{where}: `length` must be < {part.ids.shape[0]} (the characters of the "
+                f"{name} split of {source}: {_SPLIT_PARTS[name]} of "
+                f"{len(load_corpus('all', path).text)}), got {length}; use a shorter length "
+                f"or a longer text."
+            )
+    vocab_size = len(corpus.vocab)
+    task = symbol_task(
         where,
-        example,
+        _windows(corpus.ids, length, vocab_size),
         input_size=vocab_size,
         output_size=vocab_size,
         pattern="many_to_many",
         baseline=unigram_entropy(corpus.ids, vocab_size),
     )
+    return task._replace(
+        sample_eval=make_sampler(f"{where}_eval", _windows(held_out.ids, length, vocab_size))
+    )
 
 
-def stream_batch(batch_size: int, split: str = "train", max_steps: int | None = None) -> Batch:
+def stream_batch(
+    batch_size: int, split: str = "train", max_steps: int | None = None, path: str | None = None
+) -> Batch:
     """The corpus as B contiguous streams, for streaming truncated BPTT.
 
     The ids are cut into ``batch_size`` equal contiguous tracks (the tail that does not fill
@@ -169,13 +225,14 @@ def stream_batch(batch_size: int, split: str = "train", max_steps: int | None = 
       batch_size: B >= 1.
       split: ``"train"``, ``"valid"`` or ``"all"``.
       max_steps: if given, keep only the first ``max_steps`` steps of each track.
+      path: a UTF-8 text file; None for the shipped Shakespeare text.
 
     Returns:
       A `Batch`: inputs ``[B, M - 1, V]`` float32, targets ``[B, M - 1]`` int32, mask ones,
       length ``[B]`` = M - 1.
     """
     where = "stream_batch"
-    corpus = load_corpus(split)
+    corpus = load_corpus(split, path)
     batch_size = check_int(where, "batch_size", batch_size, 1)
     track = corpus.ids.shape[0] // batch_size
     if track < 2:
