@@ -200,7 +200,11 @@ def bits_per_symbol(
 
 
 def task_loss(
-    kind: str, outputs: jax.Array, targets: jax.Array, mask: jax.Array
+    kind: str,
+    outputs: jax.Array,
+    targets: jax.Array,
+    mask: jax.Array,
+    metric_mask: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The loss a task trains with, and its metrics, over a batch of model outputs.
 
@@ -211,10 +215,12 @@ def task_loss(
         (a trailing axis of one is added; cast to the dtype of ``outputs``); for
         ``"cross_entropy"`` int classes ``[B]`` / ``[B, T]`` or probabilities like ``outputs``.
       mask: ``[B]`` / ``[B, T]``, positive where the target counts (as tasks make it).
+      metric_mask: shaped like ``mask``, positive where the accuracy counts
+        (``Task.metric_mask``, e.g. copy memory's recall steps); None: ``mask``.
 
     Returns:
       ``(loss, aux)``: the mean over valid positions, and ``{}`` for ``"mse"`` or
-      ``{"accuracy": ...}`` for ``"cross_entropy"``.
+      ``{"accuracy": ...}`` (over ``metric_mask``) for ``"cross_entropy"``.
 
     Example:
       >>> loss, aux = task_loss("cross_entropy", logits, batch.targets, batch.mask)
@@ -226,5 +232,6 @@ def task_loss(
         return mse(outputs, targets.astype(outputs.dtype), valid), {}
     if kind == "cross_entropy":
         loss = softmax_cross_entropy(outputs, targets, valid)
-        return loss, {"accuracy": accuracy(outputs, targets, valid)}
+        counted = valid if metric_mask is None else metric_mask > 0
+        return loss, {"accuracy": accuracy(outputs, targets, counted)}
     raise ValueError(f"task_loss: unknown loss kind {kind!r}; expected one of {list(TASK_LOSSES)}")

@@ -201,7 +201,8 @@ def make_loss_fn(model: Model, task: Task, *, streaming: bool = False) -> Callab
         return apply(params, batch.inputs, batch.length, **kwargs)
 
     def batch_loss(outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict]:
-        return task_loss(task.loss, outputs, batch.targets, batch.mask)
+        counted = None if task.metric_mask is None else task.metric_mask(batch)
+        return task_loss(task.loss, outputs, batch.targets, batch.mask, counted)
 
     if streaming:
 
@@ -224,14 +225,16 @@ def make_eval_fn(
 ) -> Callable[[Any], dict[str, jax.Array]]:
     """``eval_fn(params) -> {"loss", metric...}``: the mean over held-out batches, no dropout.
 
-    The batches are sampled from a fixed key derived from ``seed``, never used by training.
+    The batches are sampled from a fixed key derived from ``seed``, never used by training,
+    with ``task.sample_eval`` where the task holds out evaluation data (else ``task.sample``).
     """
     loss_fn = make_loss_fn(model, task)
+    sample = task.sample if task.sample_eval is None else task.sample_eval
     keys = jax.random.split(jax.random.key(seed + EVAL_SEED_OFFSET), num_batches)
 
     def eval_fn(params):
         def one(key):
-            loss, aux = loss_fn(params, task.sample(key, batch_size), None)
+            loss, aux = loss_fn(params, sample(key, batch_size), None)
             return {"loss": loss, **aux}
 
         return jax.tree.map(jnp.mean, jax.lax.map(one, keys))

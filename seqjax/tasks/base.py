@@ -16,7 +16,8 @@ Conventions shared by all tasks:
 * classification targets are int32 class indices in ``[0, output_size)``; regression targets are
   float32 ``[..., D]`` with ``D = output_size``;
 * ``mask`` is float32, 1.0 where a target position counts; losses are masked means over the
-  whole batch (token-weighted), so ``baseline`` is in those units;
+  whole batch (token-weighted), so ``baseline`` is in those units; the metric counts the same
+  positions unless the task sets ``Task.metric_mask`` (copy memory: the recall steps only);
 * ``length`` is the valid input length (int32); inputs past it are zeros;
 * ``baseline`` is the loss of a predictor without memory: one that sees only the current input
   step and its position t (or, where the factory says so, a trivial predictor such as a
@@ -72,6 +73,12 @@ class Task(NamedTuple):
       metric: the name of the task metric (``"mse"`` or ``"accuracy"``).
       baseline: the loss of the best memoryless or trivial predictor, in the units of ``loss``
         (nats for cross-entropy); each factory's docstring says which predictor.
+      sample_eval: ``sample_eval(key, batch_size) -> Batch`` for evaluation, where a task
+        holds out data from training (a later segment of a stored series, unseen phases);
+        None: evaluation samples with ``sample`` and fresh keys.
+      metric_mask: ``metric_mask(batch) -> mask``, shaped like ``batch.mask``: the positions
+        the metric (accuracy) counts, where they are fewer than those the loss trains on;
+        None: the metric counts ``batch.mask``, like the loss.
     """
 
     name: str
@@ -82,6 +89,8 @@ class Task(NamedTuple):
     loss: str
     metric: str
     baseline: float
+    sample_eval: Callable[[jax.Array, int], Batch] | None = None
+    metric_mask: Callable[[Batch], jax.Array] | None = None
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -228,9 +237,11 @@ def symbol_task(
     output_size: int,
     pattern: str,
     baseline: float,
+    metric_mask: Callable[[Batch], jax.Array] | None = None,
 ) -> Task:
     """A task that predicts symbols (cross-entropy loss, accuracy metric), named ``where`` and
-    sampled by batching the one-example sampler ``example`` (`make_sampler`)."""
+    sampled by batching the one-example sampler ``example`` (`make_sampler`); ``metric_mask``
+    as `Task.metric_mask`."""
     return Task(
         name=where,
         sample=make_sampler(where, example),
@@ -240,4 +251,5 @@ def symbol_task(
         loss="cross_entropy",
         metric="accuracy",
         baseline=baseline,
+        metric_mask=metric_mask,
     )

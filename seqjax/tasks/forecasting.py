@@ -1,7 +1,9 @@
 """Forecasting tasks: a noisy sum of sines, and the Mackey-Glass chaotic time series.
 
 Both are many-to-many regression with MSE: ``inputs[t] = x_t`` and ``targets[t] = x_{t+h}``
-for a horizon h, so each step predicts h steps ahead.
+for a horizon h, so each step predicts h steps ahead. Both evaluate on series that training
+never sees (`Task.sample_eval`): Mackey-Glass on a held-out later segment of its series, the
+sines on starting phases that training never draws.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ def _horizon_batch(series: jax.Array, length: int, h: int) -> Batch:
     )
 
 
-def _forecast_task(where: str, example: Any, baseline: float) -> Task:
-    """A univariate many-to-many MSE forecasting task around a per-example sampler."""
+def _forecast_task(where: str, example: Any, eval_example: Any, baseline: float) -> Task:
+    """A univariate many-to-many MSE forecasting task around per-example samplers for training
+    and for evaluation."""
     return Task(
         name=where,
         sample=make_sampler(where, example),
@@ -42,6 +45,7 @@ def _forecast_task(where: str, example: Any, baseline: float) -> Task:
         loss="mse",
         metric="mse",
         baseline=baseline,
+        sample_eval=make_sampler(where, eval_example),
     )
 
 
@@ -69,8 +73,17 @@ def sine_forecast(
         a_k ~ U[0.5, 1.5],  f_k ~ U[min_freq, max_freq] (cycles per step),
         phi_k ~ U[0, 2 pi),  eps_t ~ N(0, 1)  (all independent)
 
-    ``inputs[t] = x_t``, ``targets[t] = x_{t+h}`` (noisy), t < T. Baseline: the better of the
-    two trivial predictors, in closed form,
+    ``inputs[t] = x_t``, ``targets[t] = x_{t+h}`` (noisy), t < T.
+
+    Held-out phases: training (``sample``) draws each phase with ``phi_k mod (pi / 2)`` in
+    ``[0, pi / 4)``, evaluation (``sample_eval``) in ``[pi / 4, pi / 2)``; each is uniform on
+    its half of the circle, four arcs of pi / 4 a quarter turn apart. A noise-free window
+    determines its (a, f, phi), so no evaluation series is a training series. Both halves are
+    unchanged by a quarter turn, so ``E[exp(i phi)] = E[exp(2 i phi)] = 0`` for each, as for
+    the full circle: the first two moments of x, and with them the baseline, are those of
+    ``phi ~ U[0, 2 pi)``.
+
+    Baseline: the better of the two trivial predictors, in closed form,
 
     * persistence (x_{t+h} ~ x_t): ``K E[a^2] (1 - E[cos(2 pi f h)]) + 2 sigma^2``,
     * the mean (x_{t+h} ~ 0): ``K E[a^2] / 2 + sigma^2``,
@@ -103,17 +116,23 @@ def sine_forecast(
     mean_predictor = k * mean_a2 / 2.0 + sigma**2
     t = jnp.arange(length + h, dtype=jnp.float32)
 
-    def example(key: jax.Array) -> Batch:
-        k_a, k_f, k_phi, k_eps = jax.random.split(key, 4)
-        amp = jax.random.uniform(k_a, (k,), jnp.float32, lo, hi)
-        freq = jax.random.uniform(k_f, (k,), jnp.float32, f_min, f_max)
-        phase = jax.random.uniform(k_phi, (k,), jnp.float32, 0.0, 2.0 * math.pi)
-        angle = 2.0 * math.pi * t[:, None] * freq[None, :] + phase[None, :]
-        x = jnp.sum(amp[None, :] * jnp.sin(angle), axis=1)
-        x = x + sigma * jax.random.normal(k_eps, (length + h,), jnp.float32)
-        return _horizon_batch(x, length, h)
+    def example_of(held_out: int):
+        def example(key: jax.Array) -> Batch:
+            k_a, k_f, k_phi, k_eps = jax.random.split(key, 4)
+            amp = jax.random.uniform(k_a, (k,), jnp.float32, lo, hi)
+            freq = jax.random.uniform(k_f, (k,), jnp.float32, f_min, f_max)
+            # u uniform on [0, 4): quarter turn floor(u), then half of that quarter by held_out
+            u = jax.random.uniform(k_phi, (k,), jnp.float32, 0.0, 4.0)
+            quarter = jnp.floor(u)
+            phase = (0.5 * math.pi) * (quarter + 0.5 * (u - quarter + held_out))
+            angle = 2.0 * math.pi * t[:, None] * freq[None, :] + phase[None, :]
+            x = jnp.sum(amp[None, :] * jnp.sin(angle), axis=1)
+            x = x + sigma * jax.random.normal(k_eps, (length + h,), jnp.float32)
+            return _horizon_batch(x, length, h)
 
-    return _forecast_task(where, example, min(persistence, mean_predictor))
+        return example
+
+    return _forecast_task(where, example_of(0), example_of(1), min(persistence, mean_predictor))
 
 
 @functools.lru_cache(maxsize=8)
@@ -219,22 +238,30 @@ def mackey_glass(
     horizon: int = 1,
     tau: float = 17.0,
     num_points: int = 10_000,
+    eval_fraction: float = 0.2,
 ) -> Task:
     """Forecast the Mackey-Glass chaotic series h steps ahead.
 
     The series is `mackey_glass_series` (Mackey & Glass 1977; beta = 0.2, gamma = 0.1,
     n = 10, tau = 17, Heun's method with dt = 0.1, one sample per time unit, 500 time units
     of washout), computed once at task-build time. Each example is a window of it at a
-    uniformly random start: ``inputs[t] = x_{s+t}``, ``targets[t] = x_{s+t+h}``, t < T.
+    uniformly random start s: ``inputs[t] = x_{s+t}``, ``targets[t] = x_{s+t+h}``, t < T.
+
+    Held-out segment: the last ``round(eval_fraction N)`` points are the evaluation segment.
+    Training windows (``sample``) lie wholly in the points before it, evaluation windows
+    (``sample_eval``) wholly in it, so no evaluation window shares a point, input or target,
+    with a training window; evaluation forecasts the future of the training series.
 
     Baseline: the better of persistence (x_{t+h} ~ x_t) and the best constant, computed
-    exactly over the window distribution at build time.
+    exactly over the training windows at build time.
 
     Args:
       length: T >= 1.
       horizon: h >= 1.
       tau: the delay of the equation (17 is the classic chaotic regime).
-      num_points: the length N of the stored series, >= T + h.
+      num_points: the length N of the stored series; each segment must hold a window of
+        T + h points.
+      eval_fraction: the fraction of the series held out for evaluation, in (0, 1).
 
     Returns:
       A many_to_many `Task`: inputs and targets ``[B, T, 1]`` float32, mask ``[B, T]``.
@@ -245,14 +272,32 @@ def mackey_glass(
     num_points = check_int(
         where, "num_points", num_points, length + h, hint="The series must hold one window."
     )
+    fraction = check_float(
+        where, "eval_fraction", eval_fraction, 0.0, 1.0, low_open=True, high_open=True
+    )
+    num_eval = round(fraction * num_points)
+    num_train = num_points - num_eval
+    if min(num_train, num_eval) < length + h:
+        raise ValueError(
+            f"{where}: with num_points={num_points} and eval_fraction={fraction} the training "
+            f"segment holds {num_train} points and the evaluation segment {num_eval}; each must "
+            f"hold a window of length + horizon = {length + h}. Raise num_points or move "
+            f"eval_fraction toward 0.5."
+        )
     series_np = mackey_glass_series(num_points, tau)
-    baseline = _window_baseline(series_np, length, h)
+    baseline = _window_baseline(series_np[:num_train], length, h)
     series = jnp.asarray(series_np)
-    max_start = num_points - length - h
 
-    def example(key: jax.Array) -> Batch:
-        start = jax.random.randint(key, (), 0, max_start + 1, dtype=jnp.int32)
-        window = jax.lax.dynamic_slice(series, (start,), (length + h,))
-        return _horizon_batch(window, length, h)
+    def example_in(first: int, last: int):
+        """Windows starting in [first, last - T - h]: wholly inside points [first, last)."""
 
-    return _forecast_task(where, example, baseline)
+        def example(key: jax.Array) -> Batch:
+            start = jax.random.randint(key, (), first, last - length - h + 1, dtype=jnp.int32)
+            window = jax.lax.dynamic_slice(series, (start,), (length + h,))
+            return _horizon_batch(window, length, h)
+
+        return example
+
+    return _forecast_task(
+        where, example_in(0, num_train), example_in(num_train, num_points), baseline
+    )

@@ -47,6 +47,14 @@ def adding(length: int = 150, variable_length: bool = False, min_length: int | N
     with L the valid length of the example. Many-to-one regression with MSE. Baseline: always
     predicting 1 (the mean of the target) gives MSE = Var(U1 + U2) = 1/6 ~= 0.167.
 
+    A memoryless predictor that sees the last step does slightly better: the second marker
+    falls on the last step with probability ``1 / ceil(L / 2)``, and then predicting
+    ``v_{L-1} + 1/2`` leaves MSE = Var(U1) = 1/12, so its MSE is
+    ``1/6 - 1 / (12 ceil(L / 2))`` (0.150 at L = 10, 0.160 at L = 25, 0.1656 at L = 150;
+    below 1/6 by a relative ``1 / (2 ceil(L / 2)) ~= 1 / L``). The baseline stays 1/6, the
+    figure of the papers; at small L a model must get below the smaller figure to have used
+    the past.
+
     Args:
       length: T, the (maximum) sequence length, >= 2.
       variable_length: if True each example has a length L uniform on ``[min_length, length]``;
@@ -99,10 +107,14 @@ def copy_memory(delay: int = 100, num_symbols: int = 8, copy_length: int = 10) -
         input  = K symbols uniform on 1..S,  T - 1 blanks,  delimiter,  K blanks   (T + 2K steps)
         target = T + K blanks,  then the K input symbols in order
 
-    Cross-entropy over all T + 2K steps (mask all ones); the delimiter class is never a
-    target. Baseline (the paper's): predict blank for the first T + K steps and a uniform
-    distribution over the S symbols for the last K, which costs ``K ln S / (T + 2K)`` nats per
-    step (``10 ln 8 / (T + 20)`` for the paper's setting).
+    The loss is cross-entropy over all T + 2K steps (mask all ones), blanks included, as the
+    papers train it (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016); the delimiter class
+    is never a target. The accuracy counts the K recall steps only (`Task.metric_mask`): over
+    all steps, predicting blank everywhere would already score (T + K) / (T + 2K) (0.825 for
+    T = 20, K = 10) without remembering anything, whereas on the recall steps chance is 1/S.
+    Baseline (the paper's): predict blank for the first T + K steps and a uniform distribution
+    over the S symbols for the last K, which costs ``K ln S / (T + 2K)`` nats per step
+    (``10 ln 8 / (T + 20)`` for the paper's setting).
 
     Args:
       delay: T, the number of steps between the end of the symbols and the delimiter + 1.
@@ -110,7 +122,8 @@ def copy_memory(delay: int = 100, num_symbols: int = 8, copy_length: int = 10) -
       copy_length: K, the number of symbols to copy.
 
     Returns:
-      A many_to_many `Task`: inputs ``[B, T + 2K, S + 2]``, targets ``[B, T + 2K]``.
+      A many_to_many `Task`: inputs ``[B, T + 2K, S + 2]``, targets ``[B, T + 2K]``;
+      ``metric_mask(batch)`` is ``[B, T + 2K]``, 1.0 on the last K steps.
     """
     where = "copy_memory"
     delay = check_int(where, "delay", delay, 1)
@@ -132,6 +145,11 @@ def copy_memory(delay: int = 100, num_symbols: int = 8, copy_length: int = 10) -
             jnp.asarray(total, jnp.int32),
         )
 
+    recall = (steps(total) >= total - k).astype(jnp.float32)
+
+    def recall_steps(batch: Batch) -> jax.Array:
+        return batch.mask * jnp.broadcast_to(recall, batch.mask.shape)
+
     return symbol_task(
         where,
         example,
@@ -139,6 +157,7 @@ def copy_memory(delay: int = 100, num_symbols: int = 8, copy_length: int = 10) -
         output_size=vocab,
         pattern="many_to_many",
         baseline=k * math.log(num_symbols) / total,
+        metric_mask=recall_steps,
     )
 
 
@@ -150,33 +169,46 @@ _ORDER_WINDOWS = {
 }
 
 
-def temporal_order(length: int = 100, num_classes: int = 4) -> Task:
+def temporal_order(
+    length: int = 100,
+    num_classes: int = 4,
+    variable_length: bool = False,
+    min_length: int | None = None,
+) -> Task:
     """The temporal order problem of Hochreiter & Schmidhuber (1997), experiments 6a and 6b.
 
     Hochreiter & Schmidhuber, "Long Short-Term Memory", Neural Computation 9(8), 1997,
     section 5.6. Input symbols (one-hot, 8 classes): 0..3 = distractors a, b, c, d; 4 = X;
-    5 = Y; 6 = B (start); 7 = E (end). A sequence of T steps starts with B, ends with E, and is
+    5 = Y; 6 = B (start); 7 = E (end). A sequence of L steps starts with B, ends with E, and is
     otherwise uniform distractors, except for n = 2 (4 classes) or n = 3 (8 classes) relevant
     symbols, each X or Y uniformly, at one step drawn uniformly from each window::
 
-        4 classes: t1 in [0.10 T, 0.20 T], t2 in [0.50 T, 0.60 T]
-        8 classes: t1 in [0.10 T, 0.20 T], t2 in [0.33 T, 0.43 T], t3 in [0.66 T, 0.76 T]
+        4 classes: t1 in [0.10 M, 0.20 M], t2 in [0.50 M, 0.60 M]
+        8 classes: t1 in [0.10 M, 0.20 M], t2 in [0.33 M, 0.43 M], t3 in [0.66 M, 0.76 M]
 
-    (rounded to the nearest step; for T = 100 these are the paper's windows [10, 20],
-    [50, 60] and [10, 20], [33, 43], [66, 76]). The class is the order of the relevant symbols
-    read as a binary number, X = 0 and Y = 1 (XX = 0, XY = 1, YX = 2, YY = 3, ...).
-    Many-to-one cross-entropy. Baseline: the class prior is uniform, so a memoryless predictor
-    scores ``ln(num_classes)``.
+    with M the shortest length (rounded to the nearest step). The paper draws L uniformly from
+    100 to 110 per sequence (``length=110, variable_length=True, min_length=100``), with the
+    windows [10, 20], [50, 60] and [10, 20], [33, 43], [66, 76] for every L, which M = 100
+    gives; with a fixed length, M = L = ``length``. The class is the order of the relevant
+    symbols read as a binary number, X = 0 and Y = 1 (XX = 0, XY = 1, YX = 2, YY = 3, ...).
+    Many-to-one cross-entropy on the output at step L - 1 (the E). Baseline: the class prior
+    is uniform, so a memoryless predictor scores ``ln(num_classes)``.
 
     Args:
-      length: T, >= 10.
+      length: T, the (maximum) sequence length, >= 10.
       num_classes: 4 (two relevant symbols) or 8 (three).
+      variable_length: if True each example has a length L uniform on
+        ``[min_length, length]``; steps past L are zeros.
+      min_length: the shortest length with ``variable_length`` (default 10).
 
     Returns:
-      A many_to_one `Task`: inputs ``[B, T, 8]``, targets ``[B]`` int32.
+      A many_to_one `Task`: inputs ``[B, T, 8]``, targets ``[B]`` int32, length ``[B]``.
+
+    Example:
+      >>> task = temporal_order(length=110, variable_length=True, min_length=100)  # 6a
     """
     where = "temporal_order"
-    length = check_int(where, "length", length, 10)
+    min_len, max_len = length_range(where, length, variable_length, min_length, minimum=10)
     if (
         not isinstance(num_classes, int)
         or isinstance(num_classes, bool)
@@ -187,16 +219,18 @@ def temporal_order(length: int = 100, num_classes: int = 4) -> Task:
             f"got {num_classes!r}."
         )
     windows = tuple(
-        (math.floor(lo * length + 0.5), math.floor(hi * length + 0.5))
+        (math.floor(lo * min_len + 0.5), math.floor(hi * min_len + 0.5))
         for lo, hi in _ORDER_WINDOWS[num_classes]
     )
     n = len(windows)
-    t = steps(length)
+    t = steps(max_len)
 
     def example(key: jax.Array) -> Batch:
         k_ids, k_pos, k_bits = jax.random.split(key, 3)
-        ids = jax.random.randint(k_ids, (length,), 0, 4, dtype=jnp.int32)
-        ids = ids.at[0].set(6).at[length - 1].set(7)
+        num = draw_length(jax.random.fold_in(key, 1), min_len, max_len)
+        valid = t < num
+        ids = jax.random.randint(k_ids, (max_len,), 0, 4, dtype=jnp.int32)
+        ids = jnp.where(t == num - 1, 7, ids.at[0].set(6))
         bits = jax.random.randint(k_bits, (n,), 0, 2, dtype=jnp.int32)
         pos_keys = jax.random.split(k_pos, n)
         label = jnp.zeros((), jnp.int32)
@@ -204,9 +238,7 @@ def temporal_order(length: int = 100, num_classes: int = 4) -> Task:
             pos = jax.random.randint(pos_keys[i], (), lo, hi + 1, dtype=jnp.int32)
             ids = jnp.where(t == pos, 4 + bits[i], ids)
             label = 2 * label + bits[i]
-        return Batch(
-            one_hot(ids, 8), label, jnp.ones((), jnp.float32), jnp.asarray(length, jnp.int32)
-        )
+        return Batch(one_hot(ids, 8, valid), label, jnp.ones((), jnp.float32), num)
 
     return symbol_task(
         where,

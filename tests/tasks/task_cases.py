@@ -19,6 +19,11 @@ CASES = {
     "copy_memory": ("copy_memory", dict(delay=12, num_symbols=8, copy_length=5), 256),
     "temporal_order4": ("temporal_order", dict(length=20, num_classes=4), 2048),
     "temporal_order8": ("temporal_order", dict(length=30, num_classes=8), 2048),
+    "temporal_order_var": (
+        "temporal_order",
+        dict(length=22, variable_length=True, min_length=20, num_classes=4),
+        2048,
+    ),
     "delayed_recall": ("delayed_recall", dict(length=16, lag=4, num_symbols=5), 256),
     "selective_copy": ("selective_copy", dict(length=16, copy_length=4, num_symbols=6), 512),
     "associative_recall": (

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from task_cases import CASES, case_task
 
-from seqjax import tasks
+from seqjax import losses, tasks
+from seqjax.experiment.builders import make_eval_fn
+from seqjax.models import Model
 from seqjax.tasks.text import load_corpus
 
 # ----------------------------------------------------------------------------- generic contract
@@ -104,6 +106,52 @@ def test_same_key_same_batch_other_key_other_batch(case_id, draw):
     assert not np.array_equal(first.inputs, other.inputs)
 
 
+def test_metric_counts_the_loss_mask_unless_the_task_says_otherwise(case_id, draw):
+    task, batch = draw(case_id)
+    if task.metric_mask is None:  # every task but copy memory: the metric's default
+        assert case_id != "copy_memory"
+        counted = batch.mask
+    else:
+        counted = np.asarray(task.metric_mask(batch))
+        assert counted.shape == batch.mask.shape
+        assert np.all(counted <= batch.mask) and 0 < counted.sum() < batch.mask.sum()
+    if task.loss == "cross_entropy":
+        logits = np.eye(task.output_size, dtype=np.float32)[batch.targets] + np.float32(0.5)
+        wrong = np.flatnonzero(batch.mask.reshape(-1) > 0)[::2]  # every other counted step
+        logits = logits.reshape(-1, task.output_size)
+        logits[wrong] = np.roll(logits[wrong], 1, axis=-1)
+        logits = logits.reshape(*batch.targets.shape, task.output_size)
+        by_default = losses.task_loss(task.loss, logits, batch.targets, batch.mask)[1]
+        given = losses.task_loss(task.loss, logits, batch.targets, batch.mask, counted)[1]
+        right = np.argmax(logits, -1) == batch.targets
+        expected = np.sum(right * (counted > 0)) / np.sum(counted > 0)
+        assert float(given["accuracy"]) == pytest.approx(expected, rel=1e-6)
+        if task.metric_mask is None:
+            assert float(by_default["accuracy"]) == float(given["accuracy"])
+
+
+def test_evaluation_samples_with_sample_eval_where_a_task_has_one():
+    task = tasks.sine_forecast(length=6)
+    assert task.sample_eval is not None and tasks.mackey_glass(length=6).sample_eval is not None
+    for case_id, (name, _, _) in CASES.items():  # the synthetic tasks sample afresh
+        if name not in ("sine_forecast", "mackey_glass", "char_lm"):
+            assert case_task(case_id)[0].sample_eval is None, case_id
+
+    def constant(key, batch_size):  # targets all 3.0: a zero forecast scores exactly 9.0
+        batch = task.sample(key, batch_size)
+        return batch._replace(targets=jnp.full_like(batch.targets, 3.0))
+
+    def apply(params, inputs, length):
+        del params, length
+        return jnp.zeros_like(inputs), None
+
+    model = Model(None, apply, task.pattern, 1, 1, lambda: None)
+    eval_fn = make_eval_fn(model, task._replace(sample_eval=constant), batch_size=4, num_batches=2)
+    assert float(eval_fn(None)["loss"]) == 9.0
+    on_train = make_eval_fn(model, task._replace(sample_eval=None), batch_size=4, num_batches=2)
+    assert float(on_train(None)["loss"]) < 9.0
+
+
 def test_jitted_sampler_does_not_retrace_and_takes_legacy_keys():
     task = tasks.parity(length=6, variable_length=True)
     sample = jax.jit(chex.assert_max_traces(task.sample, n=1), static_argnums=1)
@@ -140,6 +188,7 @@ MEMORYLESS_CE = [
     "copy_memory",
     "temporal_order4",
     "temporal_order8",
+    "temporal_order_var",
     "delayed_recall",
     "selective_copy",
     "associative_recall",
@@ -202,6 +251,11 @@ def test_sine_baselines_match_simulation(draw):
     assert _mse(x, y) == pytest.approx(persistence, rel=0.06)
     assert _mse(0.0, y) == pytest.approx(zero, rel=0.06)
     assert task.baseline == pytest.approx(min(persistence, zero), rel=1e-4)
+    # the held-out phases have the same first two moments, so the same baseline
+    held_out = task.sample_eval(jax.random.key(0), batch.inputs.shape[0])
+    x, y = np.asarray(held_out.inputs[..., 0]), np.asarray(held_out.targets[..., 0])
+    assert _mse(x, y) == pytest.approx(persistence, rel=0.06)
+    assert _mse(0.0, y) == pytest.approx(zero, rel=0.06)
 
 
 def test_mackey_glass_baseline_matches_simulated_persistence(draw):

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 from task_cases import CASES
 
 from seqjax import tasks
+from seqjax.experiment.builders import make_loss_fn
+from seqjax.models import Model
 from seqjax.tasks.forecasting import mackey_glass_series
 
 
@@ -47,25 +53,156 @@ def test_copy_memory_outputs_the_input_symbols_after_the_delimiter(draw):
     np.testing.assert_array_equal(batch.targets[:, delay + k :], symbols)
 
 
-@pytest.mark.parametrize("order_case", ["temporal_order4", "temporal_order8"])
+@pytest.mark.parametrize("length", [4, 5, 10])
+def test_adding_memoryless_predictor_beats_one_sixth_by_the_stated_amount(length):
+    """Monte-Carlo check of the docstring: seeing only the last step (and L), predicting
+    ``v + 1/2`` when it carries the second marker and 1 otherwise scores
+    ``1/6 - 1 / (12 ceil(L / 2))``."""
+    batch = jax.tree.map(np.asarray, tasks.adding(length=length).sample(jax.random.key(7), 40_000))
+    value, marker = batch.inputs[:, -1, 0], batch.inputs[:, -1, 1]
+    half = math.ceil(length / 2)
+    assert marker.mean() == pytest.approx(1.0 / half, abs=0.01)
+    prediction = np.where(marker > 0, value + 0.5, 1.0)
+    mse = np.mean((batch.targets[:, 0] - prediction) ** 2)
+    # the MSE of 40000 samples has a standard deviation below 0.001
+    assert mse == pytest.approx(1.0 / 6.0 - 1.0 / (12.0 * half), abs=0.004)
+    assert mse < tasks.adding(length=length).baseline - 0.01
+
+
+@pytest.mark.parametrize("order_case", ["temporal_order4", "temporal_order8", "temporal_order_var"])
 def test_temporal_order_label_is_the_order_of_x_and_y(order_case, draw):
     task, batch = draw(order_case)
-    length = CASES[order_case][1]["length"]
+    kwargs = CASES[order_case][1]
+    shortest = kwargs.get("min_length", kwargs["length"])  # the windows scale with it
     windows = {
         4: [(0.1, 0.2), (0.5, 0.6)],
         8: [(0.1, 0.2), (0.33, 0.43), (0.66, 0.76)],
     }[task.output_size]
     ids = _ids(batch.inputs)
-    assert np.all(ids[:, 0] == 6) and np.all(ids[:, -1] == 7)
+    rows = np.arange(ids.shape[0])
+    assert np.all(ids[:, 0] == 6) and np.all(ids[rows, batch.length - 1] == 7)
     for b in range(ids.shape[0]):
         relevant = np.flatnonzero(ids[b] >= 4)[1:-1]  # X, Y between B and E
         assert len(relevant) == len(windows)
         label = 0
         for pos, (lo, hi) in zip(relevant, windows, strict=True):
-            assert round(lo * length) <= pos <= round(hi * length)
+            assert round(lo * shortest) <= pos <= round(hi * shortest)
             label = 2 * label + (ids[b, pos] - 4)
         assert batch.targets[b] == label
-    assert np.all(ids[ids < 4] >= 0)
+    valid = np.arange(ids.shape[1])[None, :] < batch.length[:, None]
+    assert np.all(ids[valid] >= 0) and np.all(ids[~valid] == -1)
+
+
+def test_temporal_order_variable_length_is_the_papers_100_to_110():
+    """Experiment 6a: L uniform on 100..110, E at L - 1, zeros after, windows [10, 20] and
+    [50, 60] for every L."""
+    task = tasks.temporal_order(length=110, variable_length=True, min_length=100)
+    batch = jax.tree.map(np.asarray, task.sample(jax.random.key(3), 1100))
+    counts = np.bincount(batch.length, minlength=111)[100:]
+    assert counts.sum() == 1100 and np.all(counts > 60)  # 100 expected per length
+    ids = _ids(batch.inputs)
+    rows = np.arange(ids.shape[0])
+    np.testing.assert_array_equal(ids[rows, batch.length - 1], 7)
+    assert np.all((ids == -1) == (np.arange(110)[None, :] >= batch.length[:, None]))
+    marked = ids >= 4
+    marked[rows, 0] = marked[rows, batch.length - 1] = False
+    first, second = (np.nonzero(marked[:, lo:hi])[1] + lo for lo, hi in ((0, 40), (40, 110)))
+    assert first.shape == second.shape == (1100,)
+    assert first.min() == 10 and first.max() == 20 and second.min() == 50 and second.max() == 60
+    fixed = tasks.temporal_order(length=100)  # the fixed length stays available
+    np.testing.assert_array_equal(fixed.sample(jax.random.key(0), 4).length, 100)
+
+
+def _fixed_output_model(task, outputs_of_inputs) -> Model:
+    """A stand-in model whose per-example outputs are a function of the whole input."""
+
+    def apply(params, inputs, length):
+        del params, length
+        return outputs_of_inputs(inputs), None
+
+    return Model(None, apply, task.pattern, task.input_size, task.output_size, lambda: None)
+
+
+def test_copy_memory_accuracy_counts_the_recall_steps_only_and_the_loss_all_steps(draw):
+    task, batch = draw("copy_memory")
+    _, kw, _ = CASES["copy_memory"]
+    delay, k, vocab = kw["delay"], kw["copy_length"], task.output_size
+    total = delay + 2 * k
+    recall = np.broadcast_to(np.arange(total) >= total - k, batch.mask.shape)
+    np.testing.assert_array_equal(task.metric_mask(batch), recall.astype(np.float32))
+    np.testing.assert_array_equal(batch.mask, 1.0)  # the loss trains on every step
+
+    def blank(inputs):  # blank everywhere: 0.77 of the steps right, none of the recalls
+        return jax.nn.one_hot(jnp.zeros(inputs.shape[0], jnp.int32), vocab)
+
+    def oracle(inputs):  # reads the symbols from the whole input
+        symbols = jnp.argmax(inputs[:k], axis=-1)
+        return jax.nn.one_hot(jnp.zeros(total, jnp.int32).at[total - k :].set(symbols), vocab)
+
+    loss, aux = make_loss_fn(_fixed_output_model(task, blank), task)(None, batch, None)
+    assert float(aux["accuracy"]) == 0.0
+    # cross-entropy of one-hot logits, blanks right on T + K of the T + 2K steps
+    expected = math.log(math.e + vocab - 1) - (delay + k) / total
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    _, aux = make_loss_fn(_fixed_output_model(task, oracle), task)(None, batch, None)
+    assert float(aux["accuracy"]) == 1.0
+
+
+def _window_starts(series: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """The start index of each window ``[N, W]`` in ``series`` (each must occur exactly once)."""
+    views = sliding_window_view(series, windows.shape[1])
+    starts = [np.flatnonzero(np.all(views == w, axis=1)) for w in windows]
+    assert all(s.shape == (1,) for s in starts)
+    return np.concatenate(starts)
+
+
+def test_mackey_glass_evaluation_windows_never_overlap_training_windows(draw):
+    task, batch = draw("mackey_glass")
+    kwargs = CASES["mackey_glass"][1]
+    length, n = kwargs["length"], kwargs["num_points"]
+    series = mackey_glass_series(n)
+    held_out = jax.tree.map(np.asarray, task.sample_eval(jax.random.key(0), 256))
+    span = np.concatenate([batch.inputs[..., 0], batch.targets[:, -1:, 0]], axis=1)  # T + h
+    span_eval = np.concatenate([held_out.inputs[..., 0], held_out.targets[:, -1:, 0]], axis=1)
+    train_starts = _window_starts(series, span)
+    eval_starts = _window_starts(series, span_eval)
+    split = n - round(0.2 * n)
+    assert np.all(train_starts + length + 1 <= split)  # the last target index < split
+    assert np.all(eval_starts >= split)
+    assert train_starts.max() > split - 3 * length and eval_starts.min() < split + 3 * length
+    with pytest.raises(ValueError, match="evaluation segment 10; each must hold a window"):
+        tasks.mackey_glass(length=20, num_points=50, eval_fraction=0.2)
+
+
+def _fitted_phases(x: np.ndarray) -> np.ndarray:
+    """The phase phi in [0, 2 pi) of noise-free windows ``x_t = a sin(w t + phi)`` ``[B, T]``:
+    cos w from the recurrence x_{t+1} + x_{t-1} = 2 cos w x_t, then a cos phi and a sin phi
+    by least squares on sin(w t) and cos(w t)."""
+    x = x.astype(np.float64)
+    phases = []
+    t = np.arange(x.shape[1])
+    for row in x:
+        cos_w = np.sum((row[2:] + row[:-2]) * row[1:-1]) / (2.0 * np.sum(row[1:-1] ** 2))
+        w = np.arccos(np.clip(cos_w, -1.0, 1.0))
+        basis = np.stack([np.sin(w * t), np.cos(w * t)], axis=1)
+        (a_cos, a_sin), *_ = np.linalg.lstsq(basis, row, rcond=None)
+        phases.append(np.arctan2(a_sin, a_cos) % (2 * np.pi))
+    return np.asarray(phases)
+
+
+def test_sine_evaluation_series_have_phases_training_never_draws():
+    task = tasks.sine_forecast(length=32, num_components=1, noise_std=0.0)
+    train = np.asarray(task.sample(jax.random.key(0), 256).inputs[..., 0])
+    held_out = np.asarray(task.sample_eval(jax.random.key(0), 256).inputs[..., 0])
+    quarter = np.pi / 2
+    train_phase = _fitted_phases(train) % quarter
+    eval_phase = _fitted_phases(held_out) % quarter
+    tol = 1e-3  # float32 data; the fit is exact up to rounding
+    assert np.all((train_phase < np.pi / 4 + tol) | (train_phase > quarter - tol))
+    assert np.all(eval_phase > np.pi / 4 - tol)
+    # both halves are used throughout: four quarter turns, the whole of each half
+    for phases in (train_phase, eval_phase):
+        assert np.ptp(phases[(phases > tol) & (phases < quarter - tol)]) > 0.7
 
 
 def test_delayed_recall_output_at_t_is_input_at_t_minus_lag(draw):
