@@ -18,7 +18,19 @@ from seqjax import (
     xla,
 )
 from seqjax.baselines import BASELINES, tcn, transformer
-from seqjax.cells import CELLS, Cell, LSTMCarry, get_cell, gru, irnn, lstm, rnn
+from seqjax.cells import (
+    CELLS,
+    Cell,
+    LSTMCarry,
+    cornn,
+    exprnn,
+    get_cell,
+    gru,
+    indrnn,
+    irnn,
+    lstm,
+    rnn,
+)
 from seqjax.experiment import ExperimentConfig, RunResult, load_config, run, train_from_config
 from seqjax.layers import BidirectionalCarry, Layer, as_layer, bidirectional, stack
 from seqjax.models import MODELS, Model, many_to_many, many_to_one, one_to_many, seq2seq
@@ -56,12 +68,15 @@ __all__ = [
     "bidirectional",
     "cells",
     "compile_trainer",
+    "cornn",
     "diagnostics",
     "experiment",
+    "exprnn",
     "fit",
     "get_cell",
     "get_task",
     "gru",
+    "indrnn",
     "irnn",
     "layers",
     "load_config",

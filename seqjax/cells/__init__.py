@@ -9,7 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from seqjax.cells.base import INPUT_INITS, RECURRENT_INITS, Cell
+from seqjax.cells.cornn import CoRNNCarry, cornn
+from seqjax.cells.exprnn import exprnn, exprnn_recurrent_matrix, modrelu
 from seqjax.cells.gru import GRUGates, gru, gru_gates
+from seqjax.cells.indrnn import indrnn, indrnn_bound
 from seqjax.cells.lstm import LSTMCarry, LSTMGates, lstm, lstm_gates
 from seqjax.cells.rnn import ACTIVATIONS, rnn
 
@@ -20,7 +23,15 @@ def irnn(hidden_size: int, **kwargs: Any) -> Cell:
     return rnn(hidden_size, "relu", **kwargs)
 
 
-CELLS: dict[str, Callable[..., Cell]] = {"rnn": rnn, "irnn": irnn, "lstm": lstm, "gru": gru}
+CELLS: dict[str, Callable[..., Cell]] = {
+    "rnn": rnn,
+    "irnn": irnn,
+    "lstm": lstm,
+    "gru": gru,
+    "indrnn": indrnn,
+    "exprnn": exprnn,
+    "cornn": cornn,
+}
 
 
 def get_cell(name: str, hidden_size: int, **kwargs: Any) -> Cell:
@@ -36,14 +47,21 @@ __all__ = [
     "INPUT_INITS",
     "RECURRENT_INITS",
     "Cell",
+    "CoRNNCarry",
     "GRUGates",
     "LSTMCarry",
     "LSTMGates",
+    "cornn",
+    "exprnn",
+    "exprnn_recurrent_matrix",
     "get_cell",
     "gru",
     "gru_gates",
+    "indrnn",
+    "indrnn_bound",
     "irnn",
     "lstm",
     "lstm_gates",
+    "modrelu",
     "rnn",
 ]
