@@ -1,7 +1,7 @@
 """The ``seqjax`` command: train, sweep, eval, report, list.
 
     seqjax train configs/adding/lstm.yaml --set model.hidden_size=256 --set train.steps=500
-    seqjax train configs/adding/lstm.yaml --resume runs/adding-lstm-20261125-120000
+    seqjax train --resume runs/adding-lstm-20261125-120000   # from its latest checkpoint
     seqjax train my_config.yaml --import my_cells      # a module that registers its own cells
     seqjax sweep configs/adding/lstm.yaml --set 'sweep={optimizer.learning_rate: [1e-3, 1e-2]}'
     seqjax eval runs/<run>/
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from seqjax.experiment import (
     run_sweep,
     write_report,
 )
+from seqjax.experiment.runner import RunFinished
 from seqjax.parallel import initialize, is_main_process
 from seqjax.tasks import TASKS
 from seqjax.train import OPTIMIZERS
@@ -108,12 +110,11 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").exists():
+        config = run_dir / "config.yaml"
+        if not config.exists():
             raise UsageError(f"--resume {run_dir}: not a run folder (no config.yaml)")
-        cfg = load_config(run_dir / "config.yaml", args.set)
         if args.config is not None:
-            given = load_config(args.config, args.set)
-            if given != cfg:
+            if load_config(args.config, args.set) != load_config(config, args.set):
                 raise UsageError(
                     f"--resume {run_dir}: its config.yaml differs from {args.config}; a resumed "
                     f"run continues with its own config (drop the CONFIG argument)"
@@ -121,9 +122,20 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if args.config is None:
             raise UsageError("train: give a CONFIG file (or --resume RUN)")
-        cfg = load_config(args.config, args.set)
-        run_dir = None
-    result = run(cfg, out=args.out, run_dir=run_dir, progress=not args.no_progress)
+        config, run_dir = args.config, None
+    try:
+        result = run(
+            config,
+            overrides=args.set,
+            out=args.out,
+            run_dir=run_dir,
+            progress=not args.no_progress,
+            command=args.command_line,
+        )
+    except RunFinished as done:
+        if is_main_process():
+            print(f"{done}; nothing was written")
+        return 0
     if is_main_process():
         _print_summary(result.run_dir, result.summary)
     return 0
@@ -202,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", parents=[imports], help="train a config and write a run folder")
     train.add_argument("config", nargs="?", help="a YAML config file")
     _add_run_flags(train, "run", "e.g. --set train.steps=500 (repeatable)")
-    train.add_argument("--resume", metavar="RUN", help="continue a stopped run from its folder")
+    train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a stopped run from its latest checkpoint (a run without checkpoints is "
+        "an error; a finished run is left as it is)",
+    )
     train.set_defaults(func=_train)
 
     sweep = sub.add_parser(
@@ -231,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     xla.configure(warn=False)  # before JAX starts a backend: XLA reads its flags once
     args = build_parser().parse_args(argv)
+    # The command line, for the run's summary.json.
+    args.command_line = shlex.join(sys.argv if argv is None else ["seqjax", *argv])
     try:
         _import_modules(getattr(args, "imports", []))
         return args.func(args)

@@ -189,6 +189,7 @@ def test_a_run_folder_has_everything(two_runs):
         "metrics.jsonl",
         "plots",
         "summary.json",
+        "tensorboard",
     ]
     summary = json.loads((lstm / "summary.json").read_text())
     assert summary["seeds"] == [0, 1] and len(summary["eval"]["loss"]) == 2

@@ -61,6 +61,7 @@ __all__ = [
     "ScheduleConfig",
     "TaskConfig",
     "TrainConfig",
+    "WandbConfig",
     "apply_overrides",
     "check_bptt_fits",
     "config_from_data",
@@ -505,6 +506,27 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class WandbConfig:
+    """Weights & Biases logging (the ``wandb`` extra: ``pip install 'seqjax[wandb]'``).
+
+    Attributes:
+      project: the W&B project.
+      entity: the W&B user or team (None: your default).
+      name: the W&B run's name (None: the run folder's name).
+      group: a W&B group, e.g. one per sweep.
+      tags: W&B tags.
+      mode: ``"online"``, ``"offline"`` (files only, ``wandb sync`` later) or ``"disabled"``.
+    """
+
+    project: Annotated[str, Strict(), Field(min_length=1)]
+    entity: str | None = None
+    name: str | None = None
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    mode: Literal["online", "offline", "disabled"] = "online"
+
+
+@dataclass(frozen=True, config=SECTION)
 class LogConfig:
     """Logging and evaluation of a run.
 
@@ -514,8 +536,11 @@ class LogConfig:
       eval_batch_size: sequences per evaluation batch.
       eval_batches: batches per evaluation (held-out samples from a key never used in
         training).
-      progress: show a progress bar.
+      progress: show progress: a bar on a terminal or in a notebook, else one line per logged
+        chunk.
       plots: write ``plots/*.png`` at the end of the run.
+      tensorboard: write TensorBoard event files into the run folder (``tensorboard/``).
+      wandb: log to Weights & Biases as well (`WandbConfig`); None: off.
     """
 
     every: PositiveInt | None = None
@@ -523,6 +548,8 @@ class LogConfig:
     eval_batches: PositiveInt = 4
     progress: bool = True
     plots: bool = True
+    tensorboard: bool = True
+    wandb: WandbConfig | None = None
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -7,26 +7,38 @@
 A run trains every run of its config (the seeds, times a traced sweep's grid) in one compiled
 program (`seqjax.experiment.Experiment`), from the host in chunks of ``train.chunk_size``
 updates (`seqjax.train.fit`): between chunks it logs, evaluates, stops early and
-checkpoints. With ``out`` it writes a run folder (`seqjax.experiment.runs`); without, it
-writes nothing.
+checkpoints. With ``out`` it writes a run folder (`seqjax.experiment.runs`: metrics,
+TensorBoard events, checkpoints, a summary with compilation time apart and provenance), and
+``run_dir=`` resumes one; without, it writes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
+import socket
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from seqjax.experiment.builders import checkpoint_manager_from_config, early_stopping_from_config
+from seqjax.experiment.builders import (
+    checkpoint_manager_from_config,
+    early_stopping_from_config,
+    schedule_from_config,
+)
 from seqjax.experiment.config import (
     CONFIG_SOURCES,
+    ExperimentConfig,
+    config_to_dict,
     dump_config,
     resolve_config,
 )
@@ -35,8 +47,17 @@ from seqjax.experiment.recorder import Recorder
 from seqjax.experiment.report import plot_runs, write_sweep_report
 from seqjax.experiment.runs import (
     CONFIG,
+    SUMMARY,
     MetricsLog,
+    TensorBoardLog,
+    WandbLog,
+    git_commit,
     new_run_dir,
+    read_summary,
+    require_wandb,
+    run_labels,
+    scalar_tags,
+    utc_now,
     versions,
     write_atomic,
     write_json_atomic,
@@ -45,7 +66,7 @@ from seqjax.experiment.sweep import grid_cells, program_configs
 from seqjax.parallel import agree_on_path, is_main_process, put_runs, replicated
 from seqjax.train import checkpoint_manager, fit, restore_checkpoint
 
-__all__ = ["RunResult", "evaluate_run", "run", "run_sweep"]
+__all__ = ["CompileClock", "RunFinished", "RunResult", "evaluate_run", "run", "run_sweep"]
 
 
 class RunResult(NamedTuple):
@@ -71,13 +92,178 @@ class RunResult(NamedTuple):
     diagnostics: dict[str, np.ndarray] | None = None
 
 
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    if enabled:  # tqdm.auto picks the notebook widget in Jupyter, the text bar elsewhere
-        from tqdm.auto import tqdm
-    else:
-        from tqdm import tqdm
+class RunFinished(Exception):
+    """`run` was asked to resume a run folder whose training is complete; nothing was written.
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+    Attributes:
+      run_dir: the run folder.
+      summary: its ``summary.json``.
+    """
+
+    def __init__(self, run_dir: Path, summary: dict[str, Any]):
+        self.run_dir = run_dir
+        self.summary = summary
+        super().__init__(
+            f"{run_dir} is finished: {summary.get('steps')} steps, stop reason "
+            f"{summary.get('stop_reason')!r}; nothing to resume (--set train.steps=N to train "
+            f"it further)"
+        )
+
+
+def _resuming(cfg: ExperimentConfig, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run to continue (False: a new folder). Raises, before
+    anything is written, when a run folder cannot or need not be resumed."""
+    if not (run_dir / CONFIG).is_file():
+        return False
+    if (run_dir / SUMMARY).is_file():
+        summary = read_summary(run_dir)
+        if (
+            summary.get("stop_reason") == "early_stopping"
+            or summary.get("steps", 0) >= cfg.train.steps
+        ):
+            raise RunFinished(run_dir, summary)
+    if cfg.train.checkpoint is None:
+        raise ValueError(
+            f"{run_dir}: cannot resume a run without checkpoints (train.checkpoint is not set "
+            f"in its {CONFIG}); nothing was written. Train the config again, with --set "
+            f"'train.checkpoint={{every: N, keep: K}}' to make a run resumable"
+        )
+    return True
+
+
+class CompileClock:
+    """Seconds JAX spends tracing, lowering and compiling while the clock is open.
+
+    It adds up the time spans `jax.monitoring` reports for those three stages, counting once a
+    span nested in another (a jitted function traced inside another). Nothing is compiled twice
+    to time it, and every compilation counts: the first chunk, a shorter last chunk, the
+    evaluation.
+
+    Example:
+      >>> with CompileClock() as clock:
+      ...     jax.jit(f)(x)
+      >>> clock.seconds()
+    """
+
+    EVENTS = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float]] = []
+        self._listener = self._record
+
+    def _record(self, event: str, start: float, end: float, **kwargs: Any) -> None:
+        del kwargs
+        if event in self.EVENTS:
+            self.spans.append((start, end))
+
+    def seconds(self) -> float:
+        """The length of the union of the spans so far."""
+        total, reach = 0.0, -math.inf
+        for start, end in sorted(self.spans):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
+
+    def __enter__(self) -> CompileClock:
+        jax.monitoring.register_event_time_span_listener(self._listener)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        jax.monitoring.unregister_event_time_span_listener(self._listener)
+
+
+def _loss_text(values: Any) -> tuple[str, float]:
+    """``"0.1234"``, or the median and range ``"0.1234 [0.1000, 0.2000]"`` over several
+    runs (one run's loss can be orders of magnitude off the others'); and the median."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "nan", math.nan
+    median = float(np.median(finite))
+    if values.size == 1:
+        return f"{median:.4f}", median
+    text = f"{median:.4f} [{np.min(finite):.4f}, {np.max(finite):.4f}]"
+    if finite.size < values.size:
+        text += f" ({values.size - finite.size} not finite)"
+    return text, median
+
+
+class _Progress:
+    """A tqdm bar on a terminal or in a notebook; elsewhere (a log file, a pipe) one plain line
+    per logged chunk on stderr, without carriage returns. Steps per second and the time left
+    count compiled steps only: time spent compiling is taken out."""
+
+    def __init__(self, name: str, total: int, initial: int, enabled: bool, baseline: float):
+        self.name, self.total, self.initial, self.baseline = name, total, initial, baseline
+        self.bar = None
+        self.plain = False
+        if not enabled:
+            return
+        from tqdm import auto, autonotebook, std
+
+        notebook = autonotebook.tqdm is not std.tqdm  # tqdm.auto picked the notebook widget
+        if notebook or sys.stderr.isatty():
+            self.bar = auto.tqdm(
+                total=total,
+                initial=initial,
+                unit="step",
+                dynamic_ncols=True,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            )
+        else:
+            self.plain = True
+
+    def update(self, step: int, loss: Any, rate: float, logged: bool) -> None:
+        if self.bar is None and not (self.plain and logged):
+            return
+        from tqdm.std import tqdm
+
+        text, median = _loss_text(loss)
+        left = "?" if rate <= 0 else tqdm.format_interval((self.total - step) / rate)
+        ratio = f"{median / self.baseline:.3f}" if self.baseline else "n/a"
+        if self.bar is not None:
+            self.bar.set_postfix_str(
+                f"{rate:.0f} steps/s, ETA {left}, loss {text}, vs baseline {ratio}", refresh=False
+            )
+            self.bar.update(step - self.bar.n)
+        else:
+            print(
+                f"{self.name}: step {step}/{self.total} | loss {text} | vs baseline {ratio} | "
+                f"{rate:.0f} steps/s | ETA {left}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _learning_rates(cfg: ExperimentConfig) -> Callable[[np.ndarray], list[float]]:
+    """``counts [runs] -> [runs]``: each run's learning rate (``optimizer.schedule`` with the
+    run's peak: the config's, or its grid cell's under a sweep of the learning rate) at its
+    optimiser's update count."""
+    peaks = [
+        float(cell.get("optimizer.learning_rate", cfg.optimizer.learning_rate))
+        for cell in grid_cells(cfg)
+        for _ in cfg.seeds
+    ]
+    schedules = {
+        peak: jax.jit(jax.vmap(schedule_from_config(cfg.optimizer.schedule, peak)))
+        for peak in set(peaks)
+    }
+
+    def rates(counts: np.ndarray) -> list[float]:
+        counts = jnp.asarray(counts, jnp.int32)
+        values = {peak: np.asarray(fn(counts)) for peak, fn in schedules.items()}
+        return [float(values[peak][i]) for i, peak in enumerate(peaks)]
+
+    return rates
 
 
 def run(
@@ -87,6 +273,7 @@ def run(
     out: str | os.PathLike | None = None,
     progress: bool = True,
     run_dir: str | os.PathLike | None = None,
+    command: str | None = None,
 ) -> RunResult:
     """Trains a config and returns its results; with ``out``, also writes a run folder.
 
@@ -94,20 +281,33 @@ def run(
       config: a YAML file's path, a dict of sections, or an `ExperimentConfig`.
       overrides: ``KEY=VALUE`` strings, as ``--set`` takes them (``"train.steps=500"``).
       out: the parent of a new run folder ``<out>/<name>-<timestamp>`` (config, metrics,
-        checkpoints, diagnostics, summary, plots); None: nothing is written (the config's
-        ``train.checkpoint`` section is not used; diagnostics are kept in memory).
-      progress: show a progress bar (and the config's ``log.progress`` allows it).
-      run_dir: an existing run folder to resume from its latest checkpoint (its metrics are
-        kept up to that step), or a new folder to write; takes the place of ``out``.
+        TensorBoard events, checkpoints, diagnostics, summary, plots); None: nothing is written
+        (the config's ``train.checkpoint`` and ``log.wandb`` are not used; diagnostics are
+        kept in memory).
+      progress: show progress (and the config's ``log.progress`` allows it): a bar on a
+        terminal or in a notebook, else one line per logged chunk on stderr.
+      run_dir: a run folder to resume from its latest checkpoint (what it logged after that
+        step is dropped and logged again, once), or a new folder to write; takes the place of
+        ``out``.
+      command: the command line that started the run, for ``summary.json`` (the CLI passes
+        it; None from Python).
 
     Returns:
       A `RunResult`.
 
     Raises:
-      ConfigError, ValueError: for a bad config, before anything is written or compiled.
+      ConfigError, ValueError: for a bad config, for ``log.wandb`` without wandb installed,
+        or for a ``run_dir`` that cannot be resumed (no checkpoints): before anything is
+        written or compiled.
+      RunFinished: ``run_dir`` is a finished run (its summary's steps reach ``train.steps``,
+        or it stopped early); nothing is written.
     """
+    started = utc_now()
     cfg = resolve_config(config, overrides)
     program = Experiment(cfg)  # every config error is raised here, before anything is written
+    if cfg.log.wandb is not None:
+        require_wandb()
+    resuming = run_dir is not None and _resuming(cfg, Path(run_dir))
     main = is_main_process()  # several hosts: process 0 writes the folder, all checkpoint
     folder: Path | None = None
     log_dir: Path | None = None
@@ -125,55 +325,90 @@ def run(
     if folder is not None and cfg.train.checkpoint is not None:
         manager = checkpoint_manager_from_config(cfg.train.checkpoint, folder / "checkpoints")
     resume_step = None if manager is None else manager.latest_step()
+    # A run killed before its first checkpoint starts again from step 0, its logs emptied.
+    log_from = 0 if resuming and resume_step is None else resume_step
     recorder = None
     if cfg.diagnostics is not None:
         recorder = Recorder(program, log_dir, resume_step)
         if recorder.active and resume_step is None:
             recorder.record(0, trainer.init(keys)[0].params)
     baseline = program.task.baseline
-    bar = _progress(cfg.train.steps, resume_step or 0, progress and cfg.log.progress)
+    bar = _Progress(
+        cfg.name, cfg.train.steps, resume_step or 0, progress and cfg.log.progress, baseline
+    )
     log_every = cfg.log.every or cfg.train.chunk_size
-    start = time.perf_counter()
-    last = {"time": start, "step": resume_step or 0}
-    log = None if log_dir is None else MetricsLog(log_dir, resume_step=resume_step)
+    labels = run_labels(cfg.seeds, grid_cells(cfg))
+    learning_rates = _learning_rates(cfg)
+    log = None
+    sinks: list[Any] = []  # TensorBoard, W&B: each gets ``write(step, tags)``
+    if log_dir is not None:
+        log = MetricsLog(log_dir, resume_step=log_from)
+        if cfg.log.tensorboard and main:
+            sinks.append(TensorBoardLog(log_dir, labels, resume_step=log_from))
+    if folder is not None and cfg.log.wandb is not None and main:
+        init = dataclasses.asdict(cfg.log.wandb)
+        sinks.append(WandbLog(folder, labels, init, config_to_dict(cfg)))
+    pending: dict[str, Any] = {}
+    evaluated: set[int] = set()  # steps whose evaluation went to the sinks
 
     def log_fn(step: int, record: dict[str, Any]) -> None:
-        now = time.perf_counter()
-        rate = (step - last["step"]) / max(now - last["time"], 1e-9)
-        last.update(time=now, step=step)
-        if log is not None and (step % log_every == 0 or step == cfg.train.steps):
-            log.write({"step": step, "split": "train", **record})
-        loss = float(np.mean(record["loss"]))
-        bar.set_postfix(loss=f"{loss:.4f}", vs_baseline=f"{loss / baseline:.3f}", refresh=False)
-        bar.update(step - bar.n)
-        bar.set_description(f"{rate:.0f} steps/s")
+        pending[step] = record  # logged by on_chunk, which also gets the train state
 
-    try:
-        result = fit(
-            trainer,
-            keys,
-            cfg.train.steps,
-            chunk_size=cfg.train.chunk_size,
-            max_bad_steps=cfg.train.max_bad_steps,
-            eval_fn=eval_fn if cfg.train.eval_every is not None else None,
-            eval_every=cfg.train.eval_every,
-            early_stopping=early_stopping_from_config(cfg.train.early_stopping),
-            checkpoints=manager,
-            checkpoint_every=None if cfg.train.checkpoint is None else cfg.train.checkpoint.every,
-            log_fn=log_fn,
-            on_chunk=None if recorder is None else recorder.on_chunk,
-        )
-        bar.close()
-        wall = time.perf_counter() - start
-        final_eval = jax.device_get(eval_fn(result.state.params))
-        step = int(np.max(np.asarray(result.state.step)))
-        if log is not None:
-            log.write({"step": step, "split": "eval", **final_eval})
+    def on_chunk(step: int, state: Any) -> None:
+        record = pending.pop(step)
+        counts = np.asarray(state.step) - np.asarray(state.num_skipped)  # updates applied
+        record["learning_rate"] = learning_rates(np.maximum(counts - 1, 0))  # the last one's
+        logged = step % log_every == 0 or step == cfg.train.steps
+        if logged:
+            if log is not None:
+                log.write({"step": step, "split": "train", **record})
+            tags = scalar_tags(record, "train")
+            for sink in sinks:
+                sink.write(step, tags)
+            if any(k.startswith("eval/") for k in tags):
+                evaluated.add(step)
+        compiled = time.perf_counter() - start - clock.seconds()
+        bar.update(step, record["loss"], (step - (resume_step or 0)) / max(compiled, 1e-9), logged)
         if recorder is not None:
-            recorder.finish(step, result.state.params)
+            recorder.on_chunk(step, state)
+
+    start = time.perf_counter()
+    try:
+        with CompileClock() as clock:
+            result = fit(
+                trainer,
+                keys,
+                cfg.train.steps,
+                chunk_size=cfg.train.chunk_size,
+                max_bad_steps=cfg.train.max_bad_steps,
+                eval_fn=eval_fn if cfg.train.eval_every is not None else None,
+                eval_every=cfg.train.eval_every,
+                early_stopping=early_stopping_from_config(cfg.train.early_stopping),
+                checkpoints=manager,
+                checkpoint_every=None
+                if cfg.train.checkpoint is None
+                else cfg.train.checkpoint.every,
+                log_fn=log_fn,
+                on_chunk=on_chunk,
+            )
+            bar.close()
+            final_eval = jax.device_get(eval_fn(result.state.params))
+            step = int(np.max(np.asarray(result.state.step)))
+            if log is not None and not log.logged(step, "eval"):
+                log.write({"step": step, "split": "eval", **final_eval})
+                if step not in evaluated:
+                    for sink in sinks:
+                        sink.write(step, scalar_tags(final_eval, "eval"))
+            if recorder is not None:
+                recorder.finish(step, result.state.params)
+            wall = time.perf_counter() - start
+            compile_s = clock.seconds()
     finally:
+        bar.close()
         if log is not None:
             log.close()
+        for sink in sinks:
+            sink.close()
 
     trained = step - (resume_step or 0)
     summary = {
@@ -194,7 +429,9 @@ def run(
         "eval_vs_baseline": float(np.mean(final_eval["loss"]) / baseline) if baseline else None,
         "skipped_steps": np.asarray(result.state.num_skipped).tolist(),
         "wall_time_s": wall,
-        "steps_per_s": trained / wall if wall > 0 else 0.0,
+        # Tracing and compiling, apart (CompileClock); steps/s counts the rest of the time.
+        "compile_time_s": compile_s,
+        "steps_per_s": trained / (wall - compile_s) if trained and wall > compile_s else 0.0,
         "num_params": int(sum(np.prod(p.shape[1:]) for p in jax.tree.leaves(result.state.params))),
         "device": str(jax.devices()[0].device_kind),
         "platform": jax.default_backend(),
@@ -202,6 +439,16 @@ def run(
         "mesh": None if program.mesh is None else dict(program.mesh.shape),
         "seed_batch": program.seed_batch,
         "versions": versions(),
+        "provenance": {
+            "seqjax": versions()["seqjax"],
+            "git_commit": git_commit(config if isinstance(config, str | os.PathLike) else "."),
+            "command": command,
+            "overrides": list(overrides),
+            "host": socket.gethostname(),
+            "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "started": started,
+            "finished": utc_now(),
+        },
     }
     if recorder is not None:
         summary["diagnostics"] = recorder.status

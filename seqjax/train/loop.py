@@ -378,8 +378,9 @@ def fit(
         ``chunk_size``; default: every chunk); the manager's interval has the last word. The
         final state (end of run, early stop) is always saved. No checkpoint is written while
         the last step was skipped, so the latest one is good.
-      log_fn: ``log_fn(step, record)`` after each chunk with the chunk's mean metrics (and the
-        evaluation, prefixed ``val_``, when there was one).
+      log_fn: ``log_fn(step, record)`` after each chunk with the chunk's mean metrics (so
+        ``clipped`` is the fraction of clipped steps), ``grad_norm_max``, the largest gradient
+        norm of the chunk, and the evaluation, prefixed ``val_``, when there was one.
       on_chunk: ``on_chunk(step, state)`` after each chunk (after ``log_fn``) with the train
         state, e.g. to record diagnostics of ``state.params``.
 
@@ -433,6 +434,8 @@ def fit(
             )
 
         log = {name: _host_value(np.mean(v, axis=-1)) for name, v in metrics.items()}
+        if "grad_norm" in metrics:  # a spike inside the chunk, which the mean hides
+            log["grad_norm_max"] = _host_value(np.max(metrics["grad_norm"], axis=-1))
         if eval_every is not None and step % eval_every == 0:
             values = {k: _host_value(v) for k, v in jax.device_get(eval_fn(state.params)).items()}
             evals.append({"step": step, **values})
