@@ -60,19 +60,41 @@ AUTO_STEP_REMAT_MIN_STEPS = 1000
 AUTO_STEP_REMAT_MAX_HIDDEN = 64
 
 
+def use_scan(cell: Cell, unroll: int = 1, backend: str | None = None) -> bool:
+    """Whether `unroll` runs ``cell.scan`` rather than ``lax.scan`` over ``cell.step``.
+
+    Only with ``unroll=1`` and a cell that has a ``scan``, and on the CPU backend only if
+    ``cell.scan_on_cpu``. The parallel-in-time scans of the linear recurrences (LRU, minGRU,
+    minLSTM) set it False: on XLA:CPU their training step measured slower than the sequential
+    loop at most shapes, 0.07-0.8x at T = 10000 to 100000 (experiments/bench_scan.py,
+    docs/pages/performance.md). On other backends, whose parallel hardware is what a
+    parallel scan is for, ``scan`` runs whenever there is one (not measured here).
+
+    Args:
+      cell: a `Cell`.
+      unroll: the ``lax.scan`` unroll factor asked of `unroll` (not 1: the sequential loop).
+      backend: the JAX backend name; None: ``jax.default_backend()``.
+    """
+    if cell.scan is None or unroll != 1:
+        return False
+    backend = jax.default_backend() if backend is None else backend
+    return cell.scan_on_cpu or backend != "cpu"
+
+
 def auto_remat(cell: Cell, num_steps: int, unroll: int = 1) -> str | bool:
     """What ``remat="auto"`` means for ``cell`` over ``num_steps`` steps: ``"step"`` or False.
 
     On the CPU backend: ``"step"`` for a cell of at most `AUTO_STEP_REMAT_MAX_HIDDEN` units
     over at least ``cell.remat_min_steps`` steps (50 for LSTM and GRU), or at least
     `AUTO_STEP_REMAT_MIN_STEPS` steps for a cell that does not set it, unless the cell has its
-    own fast path (``cell.scan``); False otherwise, and on other backends (not measured).
+    own fast path that runs here (`use_scan`); False otherwise, and on other backends (not
+    measured).
 
     Why: autodiff through ``lax.scan`` stacks about a dozen residuals per step for the
     backward pass, and on XLA:CPU those writes cost more than recomputing a small step. The
     measurements are in docs/pages/performance.md; experiments/bench_remat.py reproduces them.
     """
-    if cell.scan is not None and unroll == 1:
+    if use_scan(cell, unroll):
         return False
     min_steps = AUTO_STEP_REMAT_MIN_STEPS if cell.remat_min_steps is None else cell.remat_min_steps
     if num_steps < min_steps or cell.hidden_size > AUTO_STEP_REMAT_MAX_HIDDEN:
@@ -161,8 +183,7 @@ def unroll(
     # over windows it could not see a surrounding vmap, see `seqjax.cells.fused`).
     hook_truncates = (
         truncate is not None
-        and cell.scan is not None
-        and unroll == 1
+        and use_scan(cell, unroll)
         and getattr(cell.scan, "truncates", False)
         and (remat is False or step_remat)
     )
@@ -193,7 +214,7 @@ def unroll(
         return new_c, jnp.where(valid, h, jnp.zeros_like(h))
 
     def scan_steps(c: Carry, x_w: jax.Array, t_w: jax.Array) -> tuple[Carry, jax.Array]:
-        if cell.scan is not None and unroll == 1:
+        if use_scan(cell, unroll):
             valid = None if length is None else t_w < length
             extra = {"truncate": truncate} if hook_truncates else {}
             return cell.scan(params, c, x_w, valid, **extra)

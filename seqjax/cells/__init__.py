@@ -13,7 +13,9 @@ from seqjax.cells.cornn import CoRNNCarry, cornn
 from seqjax.cells.exprnn import exprnn, exprnn_recurrent_matrix, modrelu
 from seqjax.cells.gru import GRUGates, gru, gru_gates
 from seqjax.cells.indrnn import indrnn, indrnn_bound
+from seqjax.cells.lru import lru
 from seqjax.cells.lstm import LSTMCarry, LSTMGates, lstm, lstm_gates
+from seqjax.cells.min_rnn import min_gru, min_lstm
 from seqjax.cells.rnn import ACTIVATIONS, rnn
 
 
@@ -28,6 +30,9 @@ CELLS: dict[str, Callable[..., Cell]] = {
     "irnn": irnn,
     "lstm": lstm,
     "gru": gru,
+    "lru": lru,
+    "min_gru": min_gru,
+    "min_lstm": min_lstm,
     "indrnn": indrnn,
     "exprnn": exprnn,
     "cornn": cornn,
@@ -60,8 +65,11 @@ __all__ = [
     "indrnn",
     "indrnn_bound",
     "irnn",
+    "lru",
     "lstm",
     "lstm_gates",
+    "min_gru",
+    "min_lstm",
     "modrelu",
     "rnn",
 ]

@@ -22,6 +22,25 @@ Carry = Any  # an array [H] or a NamedTuple of arrays
 Initializer = Callable[..., jax.Array]
 
 
+class GateSpec(NamedTuple):
+    """How to read the gates of a gated cell (``Cell.gate_spec``), for gate statistics.
+
+    Attributes:
+      gates: ``gates(params, carry, x) -> {name: [H]}`` (a dict or a NamedTuple) of the gate
+        activations of one step, from the carry entering the step; the names are
+        ``Cell.gates``.
+      sigmoid: names of the sigmoid gates (range [0, 1]).
+      tanh: names of the tanh gates (range [-1, 1]).
+      memory: the gate whose value near 1 keeps the state (LSTM f, GRU z), or a function
+        ``memory(gates) -> [H]`` of the gate dict giving that factor (``1 - z`` for minGRU).
+    """
+
+    gates: Callable[[Params, Carry, jax.Array], Any]
+    sigmoid: tuple[str, ...]
+    tanh: tuple[str, ...]
+    memory: str | Callable[[dict[str, jax.Array]], jax.Array]
+
+
 class Cell(NamedTuple):
     """One step of a recurrence, as pure functions over a parameter pytree.
 
@@ -49,11 +68,15 @@ class Cell(NamedTuple):
       remat_min_steps: for ``unroll(remat="auto")``, the sequence length from which
         recomputing every step in the backward pass pays on the CPU for this cell; None uses
         the generic `seqjax.unroll.AUTO_STEP_REMAT_MIN_STEPS`.
+      gate_spec: how the diagnostics read the gates (`GateSpec`), or None for an ungated cell.
+      scan_on_cpu: whether ``unroll`` runs ``scan`` on the CPU backend (`seqjax.unroll.use_scan`).
+        False for a parallel-in-time scan, which on XLA:CPU measured slower than ``lax.scan``
+        over ``step`` (docs/pages/performance.md); it still runs on other backends.
 
-    The last four fields are what the framework needs to know about a cell, set by its factory
-    so that nothing elsewhere tests a cell by its name. Their defaults mean "nothing special":
-    no gates, no named weight blocks, the generic masking and remat threshold; a cell written
-    by a user needs only the first five fields.
+    The fields after ``scan`` are what the framework needs to know about a cell, set by its
+    factory so that nothing elsewhere tests a cell by its name. Their defaults mean "nothing
+    special": no gates, no named weight blocks, the generic masking and remat threshold; a
+    cell written by a user needs only the first five fields.
     """
 
     init: Callable[[jax.Array, int], Params]
@@ -66,6 +89,8 @@ class Cell(NamedTuple):
     weight_blocks: tuple[str, ...] = ()
     masked_step: Callable[..., tuple[Carry, jax.Array]] | None = None
     remat_min_steps: int | None = None
+    gate_spec: GateSpec | None = None
+    scan_on_cpu: bool = True
 
 
 INPUT_INITS: dict[str, Callable[[], Initializer]] = {

@@ -12,6 +12,7 @@ from seqjax.cells.base import (
     INPUT_INITS,
     RECURRENT_INITS,
     Cell,
+    GateSpec,
     Initializer,
     Params,
     check_input,
@@ -133,4 +134,5 @@ def gru(
         # From 50 steps, recomputing each step beats storing its residuals on XLA:CPU
         # (docs/pages/performance.md; measured by experiments/bench_remat.py).
         remat_min_steps=50,
+        gate_spec=GateSpec(gates=gru_gates, sigmoid=("r", "z"), tanh=("n",), memory="z"),
     )

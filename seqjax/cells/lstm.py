@@ -12,6 +12,7 @@ from seqjax.cells.base import (
     INPUT_INITS,
     RECURRENT_INITS,
     Cell,
+    GateSpec,
     Initializer,
     Params,
     check_input,
@@ -140,4 +141,10 @@ def lstm(
         # From 50 steps, recomputing each step beats storing its residuals on XLA:CPU
         # (docs/pages/performance.md; measured by experiments/bench_remat.py).
         remat_min_steps=50,
+        gate_spec=GateSpec(
+            gates=lambda params, carry, x: lstm_gates(params, carry.h, x),
+            sigmoid=("f", "i", "o"),
+            tanh=("g",),
+            memory="f",
+        ),
     )

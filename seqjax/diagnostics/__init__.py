@@ -8,7 +8,7 @@ does it for the gradient norms)::
     norms = hidden_grad_norms(cell, params, xs, loss_fn)          # ||dL/dh_t||, [T]
     print(describe_decay(decay_rate(norms.h)))                    # "gradients vanish by 10^k ..."
     jac = jacobian_norms(cell, params, xs)                        # ||ds_T/ds_t||, spectra, FTLE
-    gates = gate_stats(cell, params, xs)                          # LSTM / GRU only
+    gates = gate_stats(cell, params, xs)                          # gated cells only
     terms = weight_grad_contributions(cell, params, xs, loss_fn)  # ||dL/dW_hh|_t||, [T]
 
 For a whole model (a readout over one cell, as training builds it) `model_diagnostics` gives
@@ -21,7 +21,7 @@ imported here so that matplotlib stays optional and unloaded.
 """
 
 from seqjax.diagnostics._common import masked_scan
-from seqjax.diagnostics.gates import GATE_SPECS, GateSpec, GateStats, gate_stats
+from seqjax.diagnostics.gates import GateSpec, GateStats, gate_stats
 from seqjax.diagnostics.gradients import (
     BatchGradNorms,
     DecayFit,
@@ -46,7 +46,6 @@ from seqjax.diagnostics.jacobians import (
 from seqjax.diagnostics.model import ModelDiagnostics, model_diagnostics
 
 __all__ = [
-    "GATE_SPECS",
     "BatchGradNorms",
     "DecayFit",
     "GateSpec",

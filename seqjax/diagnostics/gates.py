@@ -1,8 +1,9 @@
-"""Gate statistics of LSTM and GRU cells along one sequence: means, histograms, saturation,
-and the effective memory timescale of the forget (LSTM) or update (GRU) gate.
+"""Gate statistics of a gated cell along one sequence: means, histograms, saturation, and the
+effective memory timescale of the gate that keeps the state (LSTM f, GRU z, minGRU 1 - z).
 
-The gates are recomputed from the carry entering each step with `seqjax.cells.lstm_gates` /
-`seqjax.cells.gru_gates`, so they are exactly the ones ``cell.step`` uses.
+The gates are recomputed from the carry entering each step with the cell's own gate function
+(``cell.gate_spec``, a `GateSpec`; `seqjax.cells.lstm_gates` for the LSTM), so they are
+exactly the ones ``cell.step`` uses.
 
 Saturation: a sigmoid gate unit is saturated when its value is above ``1 - eps`` or below
 ``eps`` (``eps = 0.05`` by default: outside [0.05, 0.95]). A tanh gate (the LSTM candidate g,
@@ -12,20 +13,18 @@ the GRU candidate n) is saturated when ``|value| > 1 - 2 eps``, the same conditi
 Memory timescale: with a forget gate f held constant, ``c_t = f c_{t-1} + ...`` forgets as
 ``f^k = exp(-k / tau)`` with ``tau = -1 / log f ~ 1 / (1 - f)``; seqjax reports
 ``1 / (1 - mean_t f)`` per unit. For a GRU, ``h_t = z h_{t-1} + (1 - z) n``, so the update
-gate z plays the part of f.
+gate z plays the part of f; for minGRU, ``1 - z``; for minLSTM, ``f / (f + i)``
+(`GateSpec.memory`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from seqjax.cells.base import Carry, Cell, Params
-from seqjax.cells.gru import gru_gates
-from seqjax.cells.lstm import lstm_gates
+from seqjax.cells.base import Carry, Cell, GateSpec, Params
 from seqjax.checks import positive_int
 from seqjax.diagnostics._common import (
     check_sequence,
@@ -34,39 +33,6 @@ from seqjax.diagnostics._common import (
     resolve_length,
     valid_steps,
 )
-
-
-class GateSpec(NamedTuple):
-    """How to read the gates of a gated cell.
-
-    Attributes:
-      gates: ``gates(params, carry, x) -> NamedTuple`` of ``[H]`` gate values for one step
-        (the carry is the one entering the step).
-      sigmoid: names of the sigmoid gates (range [0, 1]).
-      tanh: names of the tanh gates (range [-1, 1]).
-      memory: the name of the gate whose value near 1 keeps the state (LSTM f, GRU z).
-    """
-
-    gates: Callable[[Params, Carry, jax.Array], Any]
-    sigmoid: tuple[str, ...]
-    tanh: tuple[str, ...]
-    memory: str
-
-
-GATE_SPECS: dict[str, GateSpec] = {
-    "lstm": GateSpec(
-        gates=lambda params, carry, x: lstm_gates(params, carry.h, x),
-        sigmoid=("f", "i", "o"),
-        tanh=("g",),
-        memory="f",
-    ),
-    "gru": GateSpec(
-        gates=lambda params, carry, x: gru_gates(params, carry, x),
-        sigmoid=("r", "z"),
-        tanh=("n",),
-        memory="z",
-    ),
-}
 
 
 class GateStats(NamedTuple):
@@ -78,8 +44,8 @@ class GateStats(NamedTuple):
       saturated: ``{gate: [T]}`` the fraction of units saturated at each step.
       hist: ``{gate: [T, bins]}`` histogram counts over units at each step.
       bin_edges: ``{gate: [bins + 1]}`` ([0, 1] for sigmoid gates, [-1, 1] for tanh gates).
-      timescale: ``[H]``, ``1 / (1 - mean_t g)`` per unit for the memory gate g (LSTM f,
-        GRU z), the mean over valid steps.
+      timescale: ``[H]``, ``1 / (1 - mean_t g)`` per unit for the memory factor g
+        (`GateSpec.memory`: LSTM f, GRU z), the mean over valid steps.
     """
 
     values: dict[str, jax.Array]
@@ -93,12 +59,12 @@ class GateStats(NamedTuple):
 def _resolve_spec(cell: Cell, spec: GateSpec | None) -> GateSpec:
     if spec is not None:
         return spec
-    if cell.name not in GATE_SPECS:
+    if cell.gate_spec is None:
         raise ValueError(
-            f"gate_stats: no gate spec for a {cell.name!r} cell; expected one of "
-            f"{sorted(GATE_SPECS)}, or pass spec=GateSpec(...) for a custom gated cell"
+            f"gate_stats: the {cell.name!r} cell has no gates (cell.gate_spec is None); pass "
+            f"spec=GateSpec(...) for a custom gated cell, or set gate_spec on its Cell"
         )
-    return GATE_SPECS[cell.name]
+    return cell.gate_spec
 
 
 def gate_stats(
@@ -112,17 +78,17 @@ def gate_stats(
     eps: float = 0.05,
     spec: GateSpec | None = None,
 ) -> GateStats:
-    """Per-timestep gate statistics of an LSTM or GRU along one sequence.
+    """Per-timestep gate statistics of a gated cell (``cell.gate_spec``) along one sequence.
 
     Args:
-      cell: an lstm or gru `Cell` (or any gated cell with ``spec``).
+      cell: a gated `Cell` (lstm, gru, min_gru, min_lstm; any cell with ``spec``).
       params: its parameters.
       xs: inputs ``[T, F]``.
       length: the number of valid steps, or None for all T.
       carry: the initial carry, ``cell.initial_carry()`` when None.
       bins: the number of histogram bins.
       eps: saturation threshold: a sigmoid unit outside ``[eps, 1 - eps]`` is saturated.
-      spec: how to read the gates; ``GATE_SPECS[cell.name]`` when None.
+      spec: how to read the gates; ``cell.gate_spec`` when None.
 
     Returns:
       A `GateStats`. For a batch, ``jax.vmap`` it over ``xs`` (and ``length``).
@@ -141,7 +107,8 @@ def gate_stats(
     n_valid = resolve_length(length, num_steps, "gate_stats")
     valid = valid_steps(num_steps, n_valid)
     _, _, before = masked_scan(cell, params, xs, carry, valid)
-    gates = jax.vmap(lambda c, x: spec.gates(params, c, x))(before, xs)._asdict()
+    gates = jax.vmap(lambda c, x: spec.gates(params, c, x))(before, xs)
+    gates = dict(gates._asdict() if hasattr(gates, "_asdict") else gates)
 
     values, mean, saturated, hist, bin_edges = {}, {}, {}, {}, {}
     for name in [g for g in gates if g in spec.sigmoid or g in spec.tanh]:
@@ -159,7 +126,8 @@ def gate_stats(
         hist[name] = jnp.where(valid[:, None], counts, jnp.zeros_like(counts))
         bin_edges[name] = edges[0]
 
-    memory = values[spec.memory]
+    memory = values[spec.memory] if isinstance(spec.memory, str) else spec.memory(values)
+    memory = jnp.where(valid[:, None], memory, jnp.zeros_like(memory))
     count = jnp.maximum(n_valid, 1).astype(memory.dtype)
     keep = jnp.sum(memory, axis=0) / count
     return GateStats(

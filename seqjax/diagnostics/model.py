@@ -7,8 +7,9 @@ models `seqjax.experiment` builds over a single `Cell` (``many_to_one`` and ``ma
   readout of the cell's outputs, masked like training), averaged over the examples still valid
   at t (`seqjax.diagnostics.batch_hidden_grad_norms`);
 * ``weight_radius: [k]``: the spectral radius of each gate block of the recurrent weights;
-* ``gate_saturation: [G]``: for LSTM (gates f, i, g, o) and GRU (r, z, n), the fraction of
-  saturated units, averaged over the valid steps of each example and then over examples.
+* ``gate_saturation: [G]``: for a gated cell (``cell.gates``: LSTM f, i, g, o; GRU r, z, n;
+  minGRU z; minLSTM f, i), the fraction of saturated units, averaged over the valid steps of
+  each example and then over examples.
 
 The gradient is that of the full unrolled sequence (no truncation, no dropout): the quantity the
 whitepaper's analysis is about, whatever BPTT mode the run trains with.
@@ -23,7 +24,8 @@ import jax.numpy as jnp
 
 from seqjax import losses
 from seqjax.cells.base import Cell
-from seqjax.diagnostics.gates import GATE_SPECS, gate_stats
+from seqjax.diagnostics._common import default_hidden_of_carry
+from seqjax.diagnostics.gates import gate_stats
 from seqjax.diagnostics.gradients import batch_hidden_grad_norms
 from seqjax.diagnostics.jacobians import recurrent_spectral_radius
 from seqjax.layers import last_step
@@ -82,6 +84,15 @@ def _check(cell: Any, pattern: str, loss: str, params: Any) -> None:
         )
     if loss not in MODEL_LOSSES:
         raise ValueError(f"model_diagnostics: loss={loss!r}, expected one of {list(MODEL_LOSSES)}")
+    hidden = default_hidden_of_carry(cell.initial_carry())
+    if hidden.shape != (cell.hidden_size,):
+        raise ValueError(
+            f"model_diagnostics: the {cell.name} cell's carry has a hidden part of shape "
+            f"{hidden.shape}, expected its output's ({cell.hidden_size},): the gradient norms "
+            f"per hidden state need a cell whose step outputs its carry's hidden state (the LRU "
+            f"outputs a readout of a complex state); use hidden_grad_norms with its own "
+            f"hidden_of_carry for such a cell"
+        )
     if not isinstance(params, dict) or not {"encoder", "readout"} <= set(params):
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(
@@ -145,7 +156,7 @@ def model_diagnostics(
     )
     dtype = norms.mean.h.dtype
     names = gate_names(cell)
-    if names and cell.name in GATE_SPECS:
+    if names and cell.gate_spec is not None:
         stats = jax.vmap(lambda x, n: gate_stats(cell, encoder, x, length=n, eps=eps))(
             batch.inputs, batch.length
         )
@@ -158,6 +169,10 @@ def model_diagnostics(
     return ModelDiagnostics(
         loss=norms.mean.loss,
         grad_norm=norms.mean.h,
-        weight_radius=recurrent_spectral_radius(encoder),
+        # A cell without [H, H] recurrent blocks (LRU, minGRU: diagonal or no recurrent
+        # weights) has no spectral radius to report.
+        weight_radius=(
+            recurrent_spectral_radius(encoder) if cell.weight_blocks else jnp.zeros((0,), dtype)
+        ),
         gate_saturation=saturation,
     )

@@ -35,6 +35,8 @@ REGISTERED = [(name, cells.get_cell(name, H)) for name in sorted(cells.CELLS)] +
 # The gates each cell's equations name, from the gate records of the cell modules.
 EXPECTED_GATES = {"rnn": (), "irnn": (), "lstm": ("f", "i", "g", "o"), "gru": ("r", "z", "n")}
 EXPECTED_GATES.update(indrnn=(), exprnn=(), cornn=())  # ungated nonlinear long-range cells
+# The linear recurrences: gates from the input only, no [H, H] recurrent weights.
+LINEAR_GATES = {"lru": (), "min_gru": ("z",), "min_lstm": ("f", "i")}
 
 
 def _base_name(case_id: str) -> str:
@@ -44,6 +46,12 @@ def _base_name(case_id: str) -> str:
 @pytest.mark.parametrize(("case_id", "cell"), REGISTERED, ids=[c for c, _ in REGISTERED])
 def test_facts_agree_with_the_cell(case_id, cell, key):
     params = cell.init(key, F)
+    if case_id in LINEAR_GATES:
+        assert cell.gates == LINEAR_GATES[case_id] == gate_names(cell)
+        assert (cell.gate_spec is not None) == bool(cell.gates)
+        assert "w_h" not in params and cell.weight_blocks == ()
+        assert cell.scan is not None and cell.scan_on_cpu is False
+        return
     gated = _base_name(case_id) in ("lstm", "gru")
     assert cell.gates == EXPECTED_GATES[_base_name(case_id)]
     assert bool(cell.gates) == gated
@@ -73,7 +81,6 @@ def test_fast_variant_carries_the_same_facts(name):
 
 @pytest.mark.parametrize(("case_id", "cell"), REGISTERED, ids=[c for c, _ in REGISTERED])
 def test_gate_stats_and_model_diagnostics_follow_the_facts(case_id, cell, key):
-    del case_id
     k_p, k_x = jax.random.split(key)
     xs = jax.random.normal(k_x, (T, F))
     if cell.gates:
@@ -87,6 +94,10 @@ def test_gate_stats_and_model_diagnostics_follow_the_facts(case_id, cell, key):
         mask=jnp.ones((1,), jnp.float32),
         length=jnp.full((1,), T, jnp.int32),
     )
+    if case_id == "lru":  # its output is a readout of its state, not the carry's hidden part
+        with pytest.raises(ValueError, match=r"the lru cell's carry has a hidden part of shape"):
+            model_diagnostics(cell, "many_to_one", "cross_entropy", params, batch)
+        return
     diag = model_diagnostics(cell, "many_to_one", "cross_entropy", params, batch)
     assert diag.gate_saturation.shape == (len(cell.gates),)
     assert diag.weight_radius.shape == (len(cell.weight_blocks),)

@@ -92,7 +92,31 @@ def test_forget_bias_sets_the_memory_timescale(key):
 def test_gate_stats_rejects_ungated_cells(key):
     cell = cells.rnn(H)
     params = cell.init(key, F)
-    with pytest.raises(ValueError, match=r"no gate spec for a 'rnn' cell; expected one of"):
+    with pytest.raises(ValueError, match=r"the 'rnn' cell has no gates \(cell.gate_spec is None\)"):
         gate_stats(cell, params, jnp.zeros((T, F)))
     with pytest.raises(ValueError, match=r"bins must be a positive int, got 0"):
         gate_stats(cells.gru(H), cells.gru(H).init(key, F), jnp.zeros((T, F)), bins=0)
+
+
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+def test_gate_stats_of_the_input_gated_linear_cells(name, key, x64):
+    """minGRU's z and minLSTM's f, i read only the input; the memory factor that keeps the
+    state is 1 - z (minGRU) and f / (f + i) (minLSTM), from the Feng et al. 2024 equations."""
+    cell = cells.get_cell(name, H, dtype=jnp.float64)
+    k_p, k_x = jax.random.split(key)
+    params = jax.tree.map(lambda a: a + 0.5, cell.init(k_p, F))
+    xs = 3.0 * jax.random.normal(k_x, (T, F), jnp.float64)
+    stats = gate_stats(cell, params, xs, length=LENGTH, bins=BINS)
+    k = np.asarray(xs) @ np.asarray(params["w_i"]) + np.asarray(params["b"])
+    if name == "min_gru":
+        ref = {"z": _sigmoid(k[:, :H])}
+        keep = 1.0 - ref["z"]
+    else:
+        ref = {"f": _sigmoid(k[:, :H]), "i": _sigmoid(k[:, H : 2 * H])}
+        keep = ref["f"] / (ref["f"] + ref["i"])
+    assert tuple(stats.values) == cell.gates
+    for g, vals in ref.items():
+        np.testing.assert_allclose(stats.values[g][:LENGTH], vals[:LENGTH], rtol=1e-12)
+        np.testing.assert_array_equal(stats.values[g][LENGTH:], 0.0)
+    keep = keep[:LENGTH].mean(axis=0)
+    np.testing.assert_allclose(stats.timescale, 1.0 / (1.0 - keep), rtol=1e-10)
