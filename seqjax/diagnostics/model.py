@@ -72,6 +72,20 @@ def example_loss(loss: str, outputs: jax.Array, target: jax.Array, mask: jax.Arr
     return value
 
 
+def unsupported_cell(cell: Any) -> str | None:
+    """Why `model_diagnostics` cannot diagnose ``cell``, or None when it can."""
+    if not isinstance(cell, Cell):
+        return "stacked and bidirectional layers are not supported (a single Cell is)"
+    hidden = default_hidden_of_carry(cell.initial_carry())
+    if hidden.shape != (cell.hidden_size,):
+        return (
+            f"the {cell.name} cell's carry has a hidden part of shape {hidden.shape}, not its "
+            f"output's ({cell.hidden_size},): the gradient norms per hidden state need a cell "
+            f"whose step outputs its carry's hidden state"
+        )
+    return None
+
+
 def _check(cell: Any, pattern: str, loss: str, params: Any) -> None:
     if not isinstance(cell, Cell):
         raise TypeError(

@@ -85,6 +85,7 @@ NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
 UnitInterval = Annotated[float, Strict(), Field(ge=0, lt=1)]  # [0, 1)
 OpenUnitInterval = Annotated[float, Strict(), Field(gt=0, lt=1)]  # (0, 1)
 
+
 def _registered(table: dict[str, Any], what: str) -> AfterValidator:
     """A name checked against a live registry when the config is validated."""
 

@@ -33,7 +33,12 @@ import jax
 import numpy as np
 
 from seqjax.cells import Cell
-from seqjax.diagnostics.model import MODEL_PATTERNS, gate_names, model_diagnostics
+from seqjax.diagnostics.model import (
+    MODEL_PATTERNS,
+    gate_names,
+    model_diagnostics,
+    unsupported_cell,
+)
 from seqjax.experiment.builders import layer_from_config
 from seqjax.experiment.program import Experiment
 from seqjax.experiment.runs import write_atomic
@@ -50,12 +55,13 @@ def unsupported_reason(exp: Experiment) -> str | None:
         return f"model.kind={cfg.model.kind!r} is not recurrent"
     if exp.task.pattern not in MODEL_PATTERNS:
         return f"task pattern {exp.task.pattern!r} (supported: {list(MODEL_PATTERNS)})"
-    if not isinstance(layer_from_config(cfg.model), Cell):
+    layer = layer_from_config(cfg.model)
+    if not isinstance(layer, Cell):
         return (
             "only a single cell is supported (no num_layers > 1, bidirectional, dropout, "
             "recurrent_dropout or zoneout)"
         )
-    return None
+    return unsupported_cell(layer)
 
 
 def diagnostics_batch(task: Any, batch_size: int) -> Any:

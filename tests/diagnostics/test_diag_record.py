@@ -294,3 +294,11 @@ def test_diagnostics_config_validates_and_round_trips():
         config_from_data({**RUN, "diagnostics": {"every": 3}})
     with pytest.raises(ConfigError, match=r"diagnostics\.every"):
         config_from_data({**RUN, "diagnostics": {"batch_size": 3}})
+
+
+def test_a_cell_whose_output_is_not_its_hidden_state_is_skipped_with_a_reason():
+    from seqjax.experiment.recorder import unsupported_reason
+
+    lru = Experiment(config_from_data({**RUN, "model": {"cell": "lru", "hidden_size": 4}}))
+    assert "hidden part of shape (8,)" in unsupported_reason(lru)
+    assert unsupported_reason(Experiment(config_from_data(RUN))) is None
