@@ -452,7 +452,8 @@ def test_get_cell_builds_the_registered_cell(name, key):
 
 
 def test_get_cell_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"'transformer'.*\['gru', 'irnn', 'lstm', 'rnn'\]"):
+    listed = re.escape(str(sorted(cells.CELLS)))
+    with pytest.raises(ValueError, match=rf"'transformer'.*{listed}"):
         cells.get_cell("transformer", H)
 
 
