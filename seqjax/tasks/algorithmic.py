@@ -9,12 +9,10 @@ import math
 import jax
 import jax.numpy as jnp
 
+from seqjax.checks import check_bool, check_float, check_int
 from seqjax.tasks.base import (
     Batch,
     Task,
-    check_bool,
-    check_float,
-    check_int,
     draw_length,
     length_range,
     one_hot,

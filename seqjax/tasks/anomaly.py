@@ -27,11 +27,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from seqjax.checks import check_float, check_int
 from seqjax.tasks.base import (
     Batch,
     Task,
-    check_float,
-    check_int,
     make_sampler,
     steps,
 )

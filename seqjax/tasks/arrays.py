@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.tasks.base import LOSSES, Batch, Task, check_float, make_sampler
+from seqjax.checks import check_float
+from seqjax.tasks.base import LOSSES, Batch, Task, make_sampler
 from seqjax.tasks.text import unigram_entropy
 
 __all__ = ["ARRAYS", "EXAMPLE_PATH", "arrays"]

@@ -27,13 +27,13 @@ Conventions shared by all tasks:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from seqjax.checks import check_bool, check_int
 
 __all__ = ["LOSSES", "METRICS", "PATTERNS", "Batch", "Task"]
 
@@ -94,56 +94,6 @@ class Task(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- argument checks
-
-
-def check_int(where: str, name: str, value: object, minimum: int, hint: str = "") -> int:
-    """Returns ``value`` as an int, or raises naming the argument, the value and the bound."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(
-            f"{where}: `{name}` must be an int, got {value!r} of type {type(value).__name__}."
-            + (f" {hint}" if hint else "")
-        )
-    if value < minimum:
-        raise ValueError(
-            f"{where}: `{name}` must be an int >= {minimum}, got {value}."
-            + (f" {hint}" if hint else "")
-        )
-    return int(value)
-
-
-def check_float(
-    where: str,
-    name: str,
-    value: object,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Returns ``value`` as a float in the interval, or raises naming the argument and bounds."""
-    interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(
-            f"{where}: `{name}` must be a number in {interval}, got {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    v = float(value)
-    ok = math.isfinite(v) or (v == high == math.inf and not high_open)
-    ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        raise ValueError(f"{where}: `{name}` must be in {interval}, got {value}.")
-    return v
-
-
-def check_bool(where: str, name: str, value: object) -> bool:
-    """Returns ``value`` if it is a bool, or raises a TypeError naming the argument."""
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"{where}: `{name}` must be True or False, got {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    return value
 
 
 def length_range(

@@ -17,7 +17,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.tasks.base import PATTERNS, Batch, check_bool, check_int
+from seqjax.checks import check_bool, check_int
+from seqjax.tasks.base import PATTERNS, Batch
 
 __all__ = ["bucket_by_length", "padding_fraction"]
 

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.tasks.base import Batch, Task, check_float, check_int, make_sampler
+from seqjax.checks import check_float, check_int
+from seqjax.tasks.base import Batch, Task, make_sampler
 
 __all__ = ["mackey_glass", "mackey_glass_series", "sine_forecast"]
 

@@ -12,10 +12,10 @@ import math
 import jax
 import jax.numpy as jnp
 
+from seqjax.checks import check_int
 from seqjax.tasks.base import (
     Batch,
     Task,
-    check_int,
     draw_length,
     length_range,
     make_sampler,

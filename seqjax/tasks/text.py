@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqjax.tasks.base import Batch, Task, check_int, make_sampler, symbol_task
+from seqjax.checks import check_int
+from seqjax.tasks.base import Batch, Task, make_sampler, symbol_task
 
 __all__ = ["CharCorpus", "char_lm", "decode", "encode", "load_corpus", "stream_batch"]
 
