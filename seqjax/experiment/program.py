@@ -113,6 +113,7 @@ class Experiment:
             clip=clipping_from_config(cfg.optimizer.clip, hyper),
             window=self.bptt.window,
             initial_carry=initial_carry,
+            max_bad_steps=cfg.train.max_bad_steps,
         )
 
     def _runs_trainer(self) -> Trainer:

@@ -35,7 +35,12 @@ import optax
 from seqjax.checks import positive_int
 from seqjax.train.checkpoint import restore_checkpoint, save_checkpoint
 from seqjax.train.state import TrainState, init_train_state
-from seqjax.train.step import Metrics, make_train_step, stream_num_windows, stream_window
+from seqjax.train.step import (
+    Metrics,
+    make_train_step,
+    stream_num_windows,
+    stream_window,
+)
 
 __all__ = [
     "BPTTOptions",
@@ -94,6 +99,7 @@ def make_trainer(
     clip: optax.GradientTransformation | None = None,
     window: int | None = None,
     initial_carry: Any = None,
+    max_bad_steps: int | None = None,
 ) -> Trainer:
     """Builds a `Trainer` (see the module doc for the order of keys and batches).
 
@@ -108,6 +114,8 @@ def make_trainer(
       window: None for full / truncated BPTT (truncation lives in ``loss_fn``), or the window
         k of streaming BPTT.
       initial_carry: the carry ``[B, ...]`` at the start of every stream (streaming only).
+      max_bad_steps: freeze a run after this many consecutive skipped updates (it is then
+        diverged, see `make_train_step`); give `fit` the same value. None: never freeze.
 
     Returns:
       A `Trainer` of pure functions; ``compile_trainer(make_trainer(...))`` to run it step by
@@ -121,7 +129,9 @@ def make_trainer(
         )
     if not streaming and initial_carry is not None:
         raise ValueError("make_trainer: initial_carry is only used with window=k (streaming)")
-    train_step = make_train_step(loss_fn, optimizer, clip=clip, streaming=streaming, jit=False)
+    train_step = make_train_step(
+        loss_fn, optimizer, clip=clip, streaming=streaming, max_bad_steps=max_bad_steps, jit=False
+    )
     num_windows = None
     if streaming:
         shapes = jax.eval_shape(sample_batch, jax.random.key(0))
@@ -309,11 +319,14 @@ class FitResult(NamedTuple):
     Attributes:
       state: the final train state.
       metrics: per-step metrics of the steps this call ran, NumPy arrays ``[steps]`` (or
-        ``[seeds, steps]`` for a trainer vmapped over seeds).
+        ``[seeds, steps]`` for a trainer vmapped over seeds); a diverged run's floating-point
+        metrics are NaN from the step it diverged at, marked by ``diverged``.
       evals: one dict per evaluation: ``{"step": s, **eval_metrics}``.
       stop_reason: ``"done"`` or ``"early_stopping"``.
       early_stopping: the early-stopping record (None without early stopping).
       resumed_from: the checkpoint step the run resumed from, or None.
+      diverged: whether each run diverged (``max_bad_steps`` consecutive skipped updates; it
+        was frozen from then on), a bool, or a bool array ``[seeds]`` under vmap.
     """
 
     state: TrainState
@@ -322,6 +335,7 @@ class FitResult(NamedTuple):
     stop_reason: str
     early_stopping: EarlyStoppingState | None
     resumed_from: int | None
+    diverged: Any = None
 
 
 def _step_of(state: TrainState) -> int:
@@ -333,6 +347,43 @@ def _host_value(value: Any) -> float | list[float]:
     """A float for a scalar, a list of floats for one value per seed."""
     value = np.asarray(value, dtype=np.float64)
     return float(value) if value.ndim == 0 else value.tolist()
+
+
+def _chunk_stat(values: Any, live: np.ndarray | None, fn: Callable[..., Any]) -> Any:
+    """``fn`` (``np.mean``, ``np.max``) over the last axis of ``values`` ``[chunk]`` or
+    ``[seeds, chunk]``, taking only the steps where ``live``; NaN for a run with none."""
+    values = np.asarray(values)
+    if live is None or live.all():
+        return fn(values, axis=-1)
+    rows = values.reshape(-1, values.shape[-1])
+    keep = np.broadcast_to(live, values.shape).reshape(rows.shape)
+    out = [float(fn(r[k])) if k.any() else math.nan for r, k in zip(rows, keep, strict=True)]
+    return np.asarray(out, np.float64).reshape(values.shape[:-1])
+
+
+def _masked(value: Any, diverged: np.ndarray) -> Any:
+    """An evaluated value (a scalar, or one per seed) with NaN for the diverged runs."""
+    value = np.asarray(value, np.float64)
+    if value.shape != diverged.shape or not diverged.any():
+        return value
+    return np.where(diverged, math.nan, value)
+
+
+def _non_finite_message(at: np.ndarray, max_bad_steps: int, last: int | None) -> str:
+    """The `NonFiniteError` text once every run (``at``: the step each one diverged at)
+    has diverged."""
+    stop = int(np.max(at))
+    runs = (
+        ""
+        if at.size == 1
+        else f"every run diverged (at steps {at.reshape(-1).tolist()}); the last one: "
+    )
+    return (
+        f"training stopped at step {stop}: {runs}{max_bad_steps} consecutive steps had a "
+        f"non-finite loss or gradient (steps {stop - max_bad_steps + 1}..{stop}, all "
+        f"skipped); last good checkpoint: step {last}. Lower the learning rate, clip "
+        f"gradients, or check the data."
+    )
 
 
 def _check_multiple(value: int | None, chunk: int, name: str) -> None:
@@ -359,7 +410,16 @@ def fit(
 
     The trainer may be vmapped over seeds (``init`` and ``run`` mapping a leading seed axis,
     ``key`` a stack of keys): steps are shared, logged and evaluated values become one per
-    seed, early stopping follows their mean, and any seed's bad steps count.
+    seed, and early stopping follows their mean over the runs that have not diverged.
+
+    A run diverges when ``max_bad_steps`` consecutive updates are skipped (non-finite loss or
+    gradient). Made with ``make_trainer(..., max_bad_steps=)`` (the same value), the trainer
+    freezes it inside the compiled chunks: its parameters stay at their last finite values and
+    its per-step floating-point metrics are NaN (`make_train_step`). The other runs go on; the
+    logged values leave out its diverged steps (NaN once it has no other step in a chunk; its
+    ``val_`` values are NaN too, as are its entries in ``evals``), and ``log`` records carry
+    ``diverged`` (1.0 for a diverged run). `NonFiniteError` is raised only when every run has
+    diverged (a single run: as soon as it does).
 
     If ``checkpoints`` holds a checkpoint, the run resumes from the latest one and continues
     exactly as if it had never stopped (same keys, same batches, same numbers).
@@ -369,7 +429,8 @@ def fit(
       key: the run's PRNG key (the same one when resuming).
       num_steps: total updates of the run (including those before a resume).
       chunk_size: updates per compiled chunk; evaluations and checkpoints happen between.
-      max_bad_steps: raise `NonFiniteError` after this many consecutive skipped steps.
+      max_bad_steps: a run diverges after this many consecutive skipped steps; raise
+        `NonFiniteError` when every run has.
       eval_fn: ``eval_fn(params) -> dict`` of validation metrics.
       eval_every: evaluate every this many steps (a multiple of ``chunk_size``).
       early_stopping: stop when ``eval_fn``'s metric stops improving.
@@ -377,7 +438,7 @@ def fit(
       checkpoint_every: offer a checkpoint every this many steps (a multiple of
         ``chunk_size``; default: every chunk); the manager's interval has the last word. The
         final state (end of run, early stop) is always saved. No checkpoint is written while
-        the last step was skipped, so the latest one is good.
+        the last step of a run that has not diverged was skipped, so the latest one is good.
       log_fn: ``log_fn(step, record)`` after each chunk with the chunk's mean metrics (so
         ``clipped`` is the fraction of clipped steps), ``grad_norm_max``, the largest gradient
         norm of the chunk, and the evaluation, prefixed ``val_``, when there was one.
@@ -388,7 +449,8 @@ def fit(
       A `FitResult`.
 
     Raises:
-      NonFiniteError: naming the step at which ``max_bad_steps`` consecutive steps were bad.
+      NonFiniteError: when every run has diverged, naming the step at which the last one
+        reached ``max_bad_steps`` consecutive bad steps.
     """
     positive_int(chunk_size, "chunk_size", "fit")
     _check_multiple(eval_every, chunk_size, "eval_every")
@@ -413,6 +475,12 @@ def fit(
     evals: list[dict[str, float]] = []
     stop_reason = "done"
     step = _step_of(state)
+    # The step each run diverged at (0: it has not): a restored frozen run reached the limit
+    # ``bad_steps - max_bad_steps`` steps before its state's step.
+    bad_now = np.asarray(state.bad_steps)
+    diverged_at = np.where(
+        bad_now >= max_bad_steps, np.asarray(state.step) - bad_now + max_bad_steps, 0
+    )
     while step < num_steps:
         length = min(chunk_size, num_steps - step)
         state, metrics = trainer.run(state, data_key, length)
@@ -421,23 +489,28 @@ def fit(
         first = step + 1
         step = _step_of(state)
 
-        bad = np.asarray(metrics["bad_steps"])  # [chunk], or [seeds, chunk] under vmap
-        hit = (bad >= max_bad_steps).reshape(-1, bad.shape[-1]).any(axis=0)
-        if hit.any():
-            at = first + int(np.argmax(hit))
+        hit = np.asarray(metrics["bad_steps"]) >= max_bad_steps  # [chunk] or [seeds, chunk]
+        new = hit.any(axis=-1) & (diverged_at == 0)
+        diverged_at = np.where(new, first + np.argmax(hit, axis=-1), diverged_at)
+        diverged = diverged_at > 0
+        if diverged.all():
             last = None if checkpoints is None else checkpoints.latest_step()
-            raise NonFiniteError(
-                f"training stopped at step {at}: {max_bad_steps} consecutive steps had a "
-                f"non-finite loss or gradient (steps {at - max_bad_steps + 1}..{at}, all "
-                f"skipped); last good checkpoint: step {last}. Lower the learning rate, clip "
-                f"gradients, or check the data."
-            )
+            raise NonFiniteError(_non_finite_message(diverged_at, max_bad_steps, last))
 
-        log = {name: _host_value(np.mean(v, axis=-1)) for name, v in metrics.items()}
+        live = None if "diverged" not in metrics else ~np.asarray(metrics["diverged"], bool)
+        log = {
+            name: _host_value(_chunk_stat(v, live, np.mean))
+            for name, v in metrics.items()
+            if name != "diverged"
+        }
         if "grad_norm" in metrics:  # a spike inside the chunk, which the mean hides
-            log["grad_norm_max"] = _host_value(np.max(metrics["grad_norm"], axis=-1))
+            log["grad_norm_max"] = _host_value(_chunk_stat(metrics["grad_norm"], live, np.max))
+        log["diverged"] = _host_value(diverged)
         if eval_every is not None and step % eval_every == 0:
-            values = {k: _host_value(v) for k, v in jax.device_get(eval_fn(state.params)).items()}
+            values = {
+                k: _host_value(_masked(v, diverged))
+                for k, v in jax.device_get(eval_fn(state.params)).items()
+            }
             evals.append({"step": step, **values})
             log.update({f"val_{k}": v for k, v in values.items()})
             if early_stopping is not None:
@@ -446,8 +519,11 @@ def fit(
                         f"fit: early_stopping.metric={early_stopping.metric!r} is not among "
                         f"the evaluation metrics {sorted(values)}"
                     )
+                followed = np.asarray(values[early_stopping.metric], np.float64)
+                if followed.shape == diverged.shape:
+                    followed = followed[~diverged]
                 record, stop = early_stopping_update(
-                    early_stopping, record, float(np.mean(values[early_stopping.metric])), step
+                    early_stopping, record, float(np.mean(followed)), step
                 )
                 if stop:
                     stop_reason = "early_stopping"
@@ -456,7 +532,8 @@ def fit(
         if on_chunk is not None:
             on_chunk(step, state)
 
-        if checkpoints is not None and not np.any(np.asarray(state.bad_steps)):
+        going = ~np.broadcast_to(diverged, np.shape(state.bad_steps))
+        if checkpoints is not None and not np.any(np.asarray(state.bad_steps)[going]):
             final = stop_reason != "done" or step >= num_steps
             if final or checkpoint_every is None or step % checkpoint_every == 0:
                 host = {"early_stopping": None if record is None else list(record)}
@@ -468,4 +545,13 @@ def fit(
         name: np.concatenate([np.asarray(c[name]) for c in chunks], axis=-1)
         for name in (chunks[0] if chunks else {})
     }
-    return FitResult(state, metrics_out, evals, stop_reason, record, resumed_from)
+    diverged = np.asarray(diverged_at > 0)
+    return FitResult(
+        state,
+        metrics_out,
+        evals,
+        stop_reason,
+        record,
+        resumed_from,
+        bool(diverged) if diverged.ndim == 0 else diverged,
+    )

@@ -20,7 +20,10 @@ class TrainState(NamedTuple):
       step: int32 scalar, the number of train steps taken (skipped ones included).
       key: a PRNG key, split at every step for the loss (dropout and the like).
       bad_steps: int32 scalar, the number of consecutive steps, up to now, whose loss or
-        gradient was not finite (their update was skipped); 0 after a good step.
+        gradient was not finite (their update was skipped); 0 after a good step. Once it
+        reaches the trainer's ``max_bad_steps`` the run is diverged (`is_diverged` in
+        `seqjax.train.step`): every later update is skipped, so it keeps counting and the
+        flag survives checkpoints.
       num_skipped: int32 scalar, all skipped steps so far.
       carry: the recurrent carry ``[B, ...]`` passed between windows of a stream (streaming
         BPTT); None otherwise.

@@ -16,8 +16,14 @@ One train step, written out::
     (loss, aux), g = value_and_grad(loss_fn)(params, batch, loss_key)
     g_c = clip(g)                                    # reported: ||g||, ||g_c||, clipped
     updates, opt_state = optimizer.update(g_c, opt_state, params)
-    ok = isfinite(loss) and all(isfinite(g))
+    ok = isfinite(loss) and all(isfinite(g)) and not diverged
     params, opt_state = (params + updates, opt_state) if ok else (params, opt_state)
+
+With ``max_bad_steps=N`` a run is *diverged* once ``N`` consecutive updates were skipped
+(``bad_steps >= N``): from then on every update is skipped (its parameters stay at the last
+finite values, inside a compiled scan as between chunks), ``bad_steps`` keeps counting, and the
+step's floating-point metrics are NaN; the ``diverged`` metric marks those steps. Runs mapped
+side by side (seeds, a traced sweep) diverge each on its own.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from seqjax.checks import positive_int
 from seqjax.train.state import TrainState
 
 __all__ = [
     "Metrics",
     "all_finite",
+    "is_diverged",
     "make_eval_step",
     "make_train_step",
     "stream_num_windows",
@@ -43,7 +51,15 @@ __all__ = [
 Metrics = dict[str, jax.Array]
 LossFn = Callable[..., tuple[jax.Array, Any]]
 
-_STEP_METRICS = ("loss", "grad_norm", "grad_norm_clipped", "clipped", "skipped", "bad_steps")
+_STEP_METRICS = (
+    "loss",
+    "grad_norm",
+    "grad_norm_clipped",
+    "clipped",
+    "skipped",
+    "bad_steps",
+    "diverged",
+)
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -52,6 +68,27 @@ def all_finite(tree: Any) -> jax.Array:
     if not leaves:
         return jnp.asarray(True)
     return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]).all()
+
+
+def is_diverged(bad_steps: jax.Array, max_bad_steps: int | None) -> jax.Array:
+    """Whether a run is diverged: ``bad_steps`` (its consecutive skipped updates, a scalar or
+    one per run) has reached ``max_bad_steps``; all False when ``max_bad_steps`` is None.
+
+    A diverged run skips every later update (`make_train_step`), so ``bad_steps`` only grows
+    and the flag stays set, through checkpoints too.
+    """
+    bad_steps = jnp.asarray(bad_steps)
+    if max_bad_steps is None:
+        return jnp.zeros(bad_steps.shape, bool)
+    return bad_steps >= max_bad_steps
+
+
+def _mask(frozen: jax.Array, value: jax.Array) -> jax.Array:
+    """NaN where ``frozen``, for a floating-point metric; other metrics unchanged."""
+    value = jnp.asarray(value)
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        return value
+    return jnp.where(frozen, jnp.asarray(jnp.nan, value.dtype), value)
 
 
 def _select(ok: jax.Array, new: Any, old: Any) -> Any:
@@ -81,6 +118,7 @@ def make_train_step(
     *,
     clip: optax.GradientTransformation | None = None,
     streaming: bool = False,
+    max_bad_steps: int | None = None,
     jit: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, Metrics]]:
     """Builds the pure ``train_step(state, batch) -> (state, metrics)``.
@@ -95,15 +133,22 @@ def make_train_step(
       streaming: the batch is one window of a stream and the carry lives in ``state.carry``;
         the carry at the window's end goes into the new state (no gradient flows through it
         into the next update).
+      max_bad_steps: freeze the run once this many consecutive updates were skipped
+        (``state.bad_steps >= max_bad_steps``, see `is_diverged`): every later update is skipped
+        and the step's floating-point metrics are NaN. None: never freeze.
       jit: return the step under ``jax.jit`` (compiled once per batch shape).
 
     Returns:
       ``train_step(state, batch) -> (state, metrics)``. Metrics are scalars: ``loss``, the
       aux metrics, ``grad_norm`` and ``grad_norm_clipped`` (global L2 norms), ``clipped``
       (clipping changed the gradient), ``skipped`` (the loss or the gradient was not finite,
-      so params and optimiser state were left unchanged) and ``bad_steps`` (consecutive
-      skipped steps, this one included).
+      so params and optimiser state were left unchanged), ``bad_steps`` (consecutive
+      skipped steps, this one included) and ``diverged`` (the run has reached
+      ``max_bad_steps`` consecutive skipped steps, this one included; its floating-point
+      metrics are then NaN).
     """
+    if max_bad_steps is not None:
+        positive_int(max_bad_steps, "max_bad_steps", "make_train_step")
     if clip is None:
         clip = optax.identity()
 
@@ -128,7 +173,7 @@ def make_train_step(
         updates, opt_state = optimizer.update(clipped_grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
 
-        ok = jnp.isfinite(loss) & all_finite(grads)
+        ok = jnp.isfinite(loss) & all_finite(grads) & ~is_diverged(state.bad_steps, max_bad_steps)
         bad_steps = jnp.where(ok, jnp.zeros_like(state.bad_steps), state.bad_steps + 1)
         new_state = TrainState(
             params=_select(ok, params, state.params),
@@ -139,6 +184,7 @@ def make_train_step(
             num_skipped=state.num_skipped + (~ok).astype(state.num_skipped.dtype),
             carry=carry,
         )
+        frozen = is_diverged(bad_steps, max_bad_steps)
         metrics = _merge_metrics(
             loss,
             aux,
@@ -150,6 +196,9 @@ def make_train_step(
                 "bad_steps": bad_steps,
             },
         )
+        if max_bad_steps is not None:
+            metrics = {k: _mask(frozen, m) for k, m in metrics.items()}
+        metrics["diverged"] = frozen
         return new_state, metrics
 
     return jax.jit(train_step) if jit else train_step

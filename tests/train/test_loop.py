@@ -162,3 +162,84 @@ def test_fit_argument_errors(trainer):
             window=9,
             initial_carry=toy.initial_carry(4),
         )
+
+
+def _sqrt_loss(params, batch, key):
+    # As above: with SGD lr 0.5 the loss and gradient are NaN from step 5 on.
+    del batch, key
+    w = params["w"]
+    return -2.0 * w + jnp.sqrt(4.5 - w), {}
+
+
+def _runs_trainer(learning_rates, max_bad_steps):
+    """A trainer of one run per learning rate, mapped over a leading run axis."""
+    lrs = jnp.asarray(learning_rates)
+
+    def one(lr):
+        return make_trainer(
+            lambda k: {"w": jnp.zeros(())},
+            _sqrt_loss,
+            optax.sgd(lr),
+            lambda k: None,
+            max_bad_steps=max_bad_steps,
+        )
+
+    def over(name, *static):
+        def mapped(*args):
+            return jax.vmap(lambda *a: getattr(one(a[-1]), name)(*a[:-1], *static))(*args, lrs)
+
+        return mapped
+
+    pieces = {n: over(n) for n in ("init", "prepare", "train_step", "update")}
+    return compile_trainer(
+        make_trainer(
+            lambda k: {"w": jnp.zeros(())}, _sqrt_loss, optax.sgd(0.1), lambda k: None
+        )._replace(**pieces, run=lambda s, d, n: over("run", n)(s, d))
+    )
+
+
+def test_a_diverged_run_is_frozen_while_the_other_goes_on(tmp_path):
+    trainer = _runs_trainer([0.5, 0.01], max_bad_steps=3)
+    keys = jnp.stack([jax.random.key(0), jax.random.key(0)])
+    logged = []
+    manager = checkpoint_manager(tmp_path, every=2, keep=2)
+    result = fit(
+        trainer,
+        keys,
+        12,
+        chunk_size=2,
+        max_bad_steps=3,
+        checkpoints=manager,
+        log_fn=lambda s, r: logged.append((s, r)),
+    )
+    assert result.diverged.tolist() == [True, False]
+    # Reference: a Python loop of SGD in float64, skipping the steps where w >= 4.5 (NaN).
+    w = []
+    for lr in (0.5, 0.01):
+        w.append(0.0)
+        for _ in range(12):
+            if w[-1] < 4.5:
+                w[-1] -= lr * (-2.0 - 0.5 / math.sqrt(4.5 - w[-1]))
+    np.testing.assert_allclose(result.state.params["w"], w, rtol=1e-5)
+    assert 4.6 < w[0] < 4.7  # the last finite value, after step 4 (see above)
+    loss, diverged = result.metrics["loss"], result.metrics["diverged"]
+    np.testing.assert_array_equal(diverged[0], np.arange(1, 13) >= 7)
+    assert not diverged[1].any() and np.isfinite(loss[1]).all()
+    assert np.isnan(loss[0, 4:]).all() and np.isfinite(loss[0, :4]).all()
+    np.testing.assert_array_equal(result.state.bad_steps, [8, 0])  # steps 5..12 skipped
+    # Logs: the diverged run is flagged and its masked chunk means are NaN.
+    assert logged[-1][1]["diverged"] == [1.0, 0.0] and math.isnan(logged[-1][1]["loss"][0])
+    assert logged[2][1]["diverged"] == [0.0, 0.0]  # steps 5..6: bad, not yet diverged
+    # Checkpoints go on for the other run, and a resumed run stays diverged and frozen.
+    assert manager.all_steps() == [10, 12]
+    again = fit(trainer, keys, 16, chunk_size=2, max_bad_steps=3, checkpoints=manager)
+    assert again.resumed_from == 12 and again.diverged.tolist() == [True, False]
+    assert float(again.state.params["w"][0]) == float(result.state.params["w"][0])
+    assert np.isnan(again.metrics["loss"][0]).all() and np.isfinite(again.metrics["loss"][1]).all()
+
+
+def test_fit_raises_when_every_run_has_diverged():
+    trainer = _runs_trainer([0.5, 0.6], max_bad_steps=3)
+    keys = jnp.stack([jax.random.key(0), jax.random.key(0)])
+    with pytest.raises(NonFiniteError, match=r"stopped at step 7: every run diverged"):
+        fit(trainer, keys, 12, chunk_size=2, max_bad_steps=3)
