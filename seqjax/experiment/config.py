@@ -350,8 +350,9 @@ class TrainConfig:
       chunk_size: updates per compiled ``lax.scan`` chunk; the host logs, evaluates and
         checkpoints between chunks.
       bptt: gradient flow in time.
-      max_bad_steps: stop with an error after this many consecutive updates with a non-finite
-        loss or gradient (each is skipped).
+      max_bad_steps: after this many consecutive updates with a non-finite loss or gradient
+        (each is skipped), a run is frozen and marked diverged while the other runs of its
+        program go on; the training stops with an error once every run has diverged.
       eval_every: evaluate every this many steps (a multiple of ``chunk_size``); None: never.
       early_stopping: stop on a validation metric (needs ``eval_every``); None: never.
       checkpoint: save the train state; None: never.
