@@ -4,8 +4,11 @@
     seqjax train --resume runs/adding-lstm-20261125-120000   # from its latest checkpoint
     seqjax train my_config.yaml --import my_cells      # a module that registers its own cells
     seqjax sweep configs/adding/lstm.yaml --set 'sweep={optimizer.learning_rate: [1e-3, 1e-2]}'
+    seqjax sweep cfg.yaml --shard 0/4 --dir runs/my-sweep   # every 4th program, shared folder
+    seqjax sweep --resume runs/my-sweep                       # finish what is not finished
     seqjax eval runs/<run>/
     seqjax report runs/<run-a>/ runs/<run-b>/
+    seqjax report runs/my-sweep/                              # a sweep's report, shards merged
     seqjax list
 
 Each command is a thin writer over `seqjax.experiment` (`run`, `run_sweep`, `evaluate_run`,
@@ -39,7 +42,8 @@ from seqjax.experiment import (
     run_sweep,
     write_report,
 )
-from seqjax.experiment.runner import RunFinished
+from seqjax.experiment.report import is_sweep_dir, write_sweep_folder_report
+from seqjax.experiment.runner import RunFinished, parse_shard
 from seqjax.parallel import initialize, is_main_process
 from seqjax.tasks import TASKS
 from seqjax.train import OPTIMIZERS
@@ -143,13 +147,46 @@ def _train(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     _start_processes(args)
-    cfg = load_config(args.config, args.set)
+    shard = None
+    if args.shard is not None:
+        try:
+            shard = parse_shard(args.shard)
+        except ValueError as e:
+            raise UsageError(f"--{e}") from None
+    if args.resume is not None:
+        if args.dir is not None:
+            raise UsageError("give --resume DIR or --dir DIR, not both (--resume needs DIR)")
+        config = Path(args.resume) / "config.yaml"
+        if not config.is_file():
+            raise UsageError(f"--resume {args.resume}: not a sweep folder (no config.yaml)")
+        if args.config is not None:
+            config = args.config  # run_sweep checks it is the folder's
+    elif args.config is None:
+        raise UsageError("sweep: give a CONFIG file (or --resume DIR)")
+    else:
+        config = args.config
+    if shard is not None and args.resume is None and args.dir is None:
+        raise UsageError(
+            "--shard needs --dir DIR, the sweep folder itself, the same for every shard "
+            "(e.g. --shard 0/4 --dir runs/my-sweep)"
+        )
+    cfg = load_config(config, args.set)
     if not cfg.sweep:
-        raise UsageError(f"sweep: {args.config} has no sweep section (e.g. --set sweep={{...}})")
-    root = run_sweep(cfg, out=args.out, progress=not args.no_progress)
+        raise UsageError(f"sweep: {config} has no sweep section (e.g. --set sweep={{...}})")
+    root = run_sweep(
+        cfg,
+        out=args.out,
+        progress=not args.no_progress,
+        sweep_dir=args.dir,
+        resume=args.resume,
+        shard=shard,
+    )
     if not is_main_process():
         return 0
-    print((root / "report.md").read_text())
+    if shard is not None:
+        print(f"shard {shard[0]}/{shard[1]} done; when every shard is: seqjax report {root}")
+    else:
+        print((root / "report.md").read_text())
     print(f"results: {root}")
     return 0
 
@@ -175,6 +212,15 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if len(args.runs) == 1 and is_sweep_dir(args.runs[0]):
+        if args.out is not None:
+            raise UsageError("report: --out is for run folders; a sweep's report goes in it")
+        path, missing = write_sweep_folder_report(args.runs[0])
+        print(path.read_text())
+        if missing:
+            print(f"not finished ({len(missing)}): {', '.join(missing)}")
+        print(f"report: {path}")
+        return 0
     path = write_report(args.runs, args.out)
     print(path.read_text())
     print(f"report: {path}")
@@ -225,16 +271,40 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser(
         "sweep", parents=[imports], help="train a config's sweep grid; one folder, one report"
     )
-    sweep.add_argument("config", help="a YAML config file with a sweep section")
+    sweep.add_argument(
+        "config", nargs="?", help="a YAML config file with a sweep section (none with --resume)"
+    )
     _add_run_flags(sweep, "sweep", "e.g. --set 'sweep={optimizer.learning_rate: [0.1, 1]}'")
+    sweep.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="the sweep folder itself, in place of a new one under --out: made if missing, "
+        "continued if it holds this sweep (finished programs are kept)",
+    )
+    sweep.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="finish an interrupted sweep folder: finished programs are kept, checkpointed "
+        "ones resumed, the others trained again; then the report is written",
+    )
+    sweep.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only the programs whose grid index is I mod N into --dir (no report; "
+        "`seqjax report DIR` merges the shards), e.g. for a scheduler's job array",
+    )
     sweep.set_defaults(func=_sweep)
 
     ev = sub.add_parser("eval", parents=[imports], help="evaluate the final checkpoint of runs")
     ev.add_argument("runs", nargs="+")
     ev.set_defaults(func=_eval)
 
-    report = sub.add_parser("report", help="a Markdown report with plots comparing runs")
-    report.add_argument("runs", nargs="+")
+    report = sub.add_parser(
+        "report",
+        help="a Markdown report with plots comparing runs, or the report of a sweep folder "
+        "(merging its shards)",
+    )
+    report.add_argument("runs", nargs="+", help="run folders, or one sweep folder")
     report.add_argument("--out", help="folder of report.md (default: next to the runs)")
     report.set_defaults(func=_report)
 

@@ -10,22 +10,25 @@ never pyplot, so no backend is switched.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seqjax.diagnostics.plot import new_figure, plot_grad_norms
-from seqjax.experiment.config import ExperimentConfig
+from seqjax.experiment.config import ExperimentConfig, load_config
 from seqjax.experiment.recorder import read_diagnostics
 from seqjax.experiment.runs import (
+    CONFIG,
+    SUMMARY,
     read_metrics,
     read_summary,
     series,
     write_atomic,
     write_json_atomic,
 )
-from seqjax.experiment.sweep import grid_cells
+from seqjax.experiment.sweep import grid_cells, program_configs
 
 
 def _mean_spread(values: Any) -> str:
@@ -44,34 +47,8 @@ def _ratio(values: Any, baseline: float | None) -> str:
     return f"{v.mean() / baseline:.3f}" if v.size else "-"
 
 
-def _diverged_text(flags: Any) -> str:
-    """``"-"`` when no run diverged, else how many of them did, ``"1/2"``."""
-    v = np.atleast_1d(np.asarray(flags if flags is not None else [], dtype=bool))
-    return f"{int(v.sum())}/{v.size}" if v.any() else "-"
-
-
-def _live(values: Any, flags: Any) -> Any:
-    """The values of the runs that did not diverge (``flags``, one per run); all of them
-    when none or every run diverged."""
-    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
-    f = np.atleast_1d(np.asarray(flags if flags is not None else [], dtype=bool))
-    if f.shape != v.shape or not f.any() or f.all():
-        return values
-    return v[~f]
-
-
-def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, min and max over runs ``[steps, runs]``, leaving out NaN (a diverged run's
-    masked steps); NaN where every run is."""
-    gone = np.isnan(values).all(axis=1)
-    filled = np.where(gone[:, None], 0.0, values)
-    mean, low, high = (np.nanmean(filled, 1), np.nanmin(filled, 1), np.nanmax(filled, 1))
-    return tuple(np.where(gone, np.nan, a) for a in (mean, low, high))
-
-
 def plot_runs(runs: list[tuple[str, Path, dict]], key: str, path: Path, *, log: bool) -> Path:
-    """One axis, one line per run (mean over seeds, min-max band, both leaving out diverged
-    runs' masked steps), baselines dashed."""
+    """One axis, one line per run (mean over seeds, min-max band), baselines dashed."""
     fig = new_figure((7, 4))
     ax = fig.add_subplot()
     for i, (label, run_dir, summary) in enumerate(runs):
@@ -79,10 +56,9 @@ def plot_runs(runs: list[tuple[str, Path, dict]], key: str, path: Path, *, log: 
         if steps.size == 0:
             continue
         color = f"C{i % 10}"
-        mean, low, high = _band(np.asarray(values, dtype=np.float64))
-        ax.plot(steps, mean, color=color, label=label)
+        ax.plot(steps, values.mean(axis=1), color=color, label=label)
         if values.shape[1] > 1:
-            ax.fill_between(steps, low, high, color=color, alpha=0.2)
+            ax.fill_between(steps, values.min(axis=1), values.max(axis=1), color=color, alpha=0.2)
         baseline = summary.get("baseline")
         if key == "loss" and baseline:
             ax.axhline(baseline, color=color, linestyle="--", linewidth=1)
@@ -128,11 +104,11 @@ def write_report(
         "# seqjax report",
         "",
         "| run | task | model | steps | seeds | eval loss | baseline | loss / baseline "
-        "| metric | diverged | wall time | steps/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| metric | wall time | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, run_dir, s in runs:
-        final = {k: _live(v, s.get("diverged")) for k, v in s.get("eval", {}).items()}
+        final = s.get("eval", {})
         metric_name = s.get("metric", "metric")
         lines.append(
             f"| [{label}]({os.path.relpath(run_dir, out_dir)}) | {s.get('task', '-')} "
@@ -140,16 +116,12 @@ def write_report(
             f"| {_mean_spread(final.get('loss', []))} | {_mean_spread(s.get('baseline', []))} "
             f"| {_ratio(final.get('loss', []), s.get('baseline'))} "
             f"| {metric_name} {_mean_spread(final.get(metric_name, []))} "
-            f"| {_diverged_text(s.get('diverged'))} "
             f"| {s.get('wall_time_s', 0):.1f} s | {s.get('steps_per_s', 0):.1f} |"
         )
     lines += [
         "",
-        "Eval loss: mean ± standard deviation over the seeds that did not diverge. The baseline "
-        "is the loss of the best memoryless predictor of the task; a ratio near 1 means nothing "
-        "long-range was learned. "
-        "Diverged: runs stopped after train.max_bad_steps consecutive non-finite updates "
-        "(parameters frozen at their last finite values, later training metrics NaN).",
+        "Eval loss: mean ± standard deviation over seeds. The baseline is the loss of the best "
+        "memoryless predictor of the task; a ratio near 1 means nothing long-range was learned.",
         "",
         f"![training loss]({os.path.relpath(loss_png, out_dir)})",
         "",
@@ -262,8 +234,6 @@ def _rows(folders: list[tuple[dict, ExperimentConfig, Path]]) -> list[dict[str, 
             for name, value in summary["eval"].items():
                 v = np.asarray(value, dtype=np.float64).reshape(-1)[g * n : (g + 1) * n]
                 row[name] = v.tolist()
-            flags = summary.get("diverged") or [False] * (n * len(grid_cells(program)))
-            row["diverged"] = [bool(f) for f in flags[g * n : (g + 1) * n]]
             row["metric"] = metric
             rows.append(row)
     return rows
@@ -274,23 +244,38 @@ def _fmt(v: list[float]) -> str:
     return f"{a.mean():.4g}" if a.size == 1 else f"{a.mean():.4g} ± {a.std():.2g}"
 
 
-def write_sweep_report(root: Path, folders: list[tuple[dict, ExperimentConfig, Path]]) -> Path:
-    """Writes ``sweep.json``, ``report.md`` and ``plots/sweep.png`` of a finished sweep.
+def write_sweep_report(
+    root: Path,
+    folders: list[tuple[dict, ExperimentConfig, Path]],
+    *,
+    missing: list[str] | tuple[str, ...] = (),
+) -> Path:
+    """Writes ``sweep.json``, ``report.md`` and ``plots/sweep.png`` of a sweep's finished
+    programs.
 
     The plot puts the first swept key (a traced one if any) on the x axis and the final eval
     metric (mean over seeds, min-max band) on the y axis, one line per combination of the
     other swept values; the table has one row per grid cell and program.
+
+    Args:
+      root: the sweep folder.
+      folders: ``(values, config, folder)`` of each finished program (`program_folders`).
+      missing: the folder names of the programs not finished yet, listed in ``sweep.json``
+        (``"missing"``) and under the table.
     """
     rows = _rows(folders)
     program_keys = list(folders[0][0])
     traced_keys = list(grid_cells(folders[0][1])[0])
     keys = traced_keys + program_keys
     metric = rows[0]["metric"]
-    write_json_atomic(root / "sweep.json", {"keys": keys, "metric": metric, "rows": rows})
+    write_json_atomic(
+        root / "sweep.json",
+        {"keys": keys, "metric": metric, "rows": rows, "missing": list(missing)},
+    )
 
     png = root / "plots" / "sweep.png"
     _plot(rows, keys, metric, png)
-    head = ["program", *keys, "eval loss"] + ([metric] if metric != "loss" else []) + ["diverged"]
+    head = ["program", *keys, "eval loss"] + ([metric] if metric != "loss" else [])
     lines = [
         "# seqjax sweep",
         "",
@@ -298,23 +283,24 @@ def write_sweep_report(root: Path, folders: list[tuple[dict, ExperimentConfig, P
         "|" + "---|" * len(head),
     ]
     for r in rows:
-        live = {name: _live(r[name], r["diverged"]) for name in {"loss", metric}}
-        cols = [f"[{r['folder']}]({r['folder']})", *(str(r[k]) for k in keys), _fmt(live["loss"])]
+        cols = [f"[{r['folder']}]({r['folder']})", *(str(r[k]) for k in keys), _fmt(r["loss"])]
         if metric != "loss":
-            cols.append(_fmt(live[metric]))
-        cols.append(_diverged_text(r["diverged"]))
+            cols.append(_fmt(r[metric]))
         lines.append("| " + " | ".join(cols) + " |")
     lines += [
         "",
-        "Final evaluation, mean ± standard deviation over the seeds that did not diverge. Each "
-        "program folder is a run folder whose metrics carry a leading [grid * seeds] axis, "
-        "grid-major. Diverged: seeds "
-        "stopped after train.max_bad_steps consecutive non-finite updates (final evaluation of "
-        "their last finite parameters).",
+        "Final evaluation, mean ± standard deviation over seeds. Each program folder is a run "
+        "folder whose metrics carry a leading [grid * seeds] axis, grid-major.",
         "",
         f"![final {metric} against {keys[0] if keys else 'run'}](plots/sweep.png)",
         "",
     ]
+    if missing:
+        lines += [
+            f"Not finished ({len(missing)} of {len(missing) + len(folders)} programs, not in the "
+            f"table): {', '.join(missing)}.",
+            "",
+        ]
     report = root / "report.md"
     write_atomic(report, "\n".join(lines))
     return report
@@ -349,3 +335,82 @@ def _plot(rows: list[dict], keys: list[str], metric: str, path: Path) -> None:
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+
+
+# ------------------------------------------------------------------------------ sweep folders
+
+
+def program_folder_name(index: int, values: dict[str, Any]) -> str:
+    """The folder of a sweep's program ``index`` (its place in `program_configs` order) with
+    the shape-changing ``values``: ``"01-hidden_size=3"``. The same in every shard."""
+    parts = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()]
+    name = "-".join([f"{index:02d}", *parts])
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
+
+
+def program_folders(
+    cfg: ExperimentConfig, root: str | os.PathLike
+) -> list[tuple[dict[str, Any], ExperimentConfig, Path]]:
+    """``(values, config, folder)`` of every program of a sweep config, in grid order, with
+    its folder under the sweep folder ``root`` (`program_folder_name`)."""
+    root = Path(root)
+    return [
+        (values, program, root / program_folder_name(i, values))
+        for i, (values, program) in enumerate(program_configs(cfg))
+    ]
+
+
+def run_finished(summary: dict[str, Any], cfg: ExperimentConfig) -> bool:
+    """Whether a run's ``summary.json`` says its training is complete: its steps reach
+    ``train.steps`` or it stopped early (the rule `seqjax.experiment.run` resumes by)."""
+    return (
+        summary.get("stop_reason") == "early_stopping"
+        or int(summary.get("steps", 0)) >= cfg.train.steps
+    )
+
+
+def finished_program(folder: Path, cfg: ExperimentConfig) -> bool:
+    """Whether the program folder holds a finished run of ``cfg`` (`run_finished`)."""
+    return (folder / SUMMARY).is_file() and run_finished(read_summary(folder), cfg)
+
+
+def is_sweep_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sweep folder (``seqjax sweep``): a ``config.yaml`` with a
+    ``sweep`` section, and no ``summary.json`` or ``metrics.jsonl`` of a run of its own."""
+    path = Path(path)
+    if not (path / CONFIG).is_file() or (path / SUMMARY).is_file():
+        return False
+    if (path / "metrics.jsonl").is_file():
+        return False
+    return bool(load_config(path / CONFIG).sweep)
+
+
+def write_sweep_folder_report(root: str | os.PathLike) -> tuple[Path, list[str]]:
+    """Merges the finished programs of a sweep folder (from one run or from its shards) into
+    its report (`write_sweep_report`), reading only what they wrote.
+
+    Args:
+      root: a sweep folder (`is_sweep_dir`).
+
+    Returns:
+      The path of ``report.md`` and the folder names of the programs not finished yet
+      (missing or interrupted), in grid order; the report lists them too.
+
+    Raises:
+      ValueError: no program of the sweep has finished (naming the folder and the programs).
+    """
+    root = Path(root)
+    cfg = load_config(root / CONFIG)
+    folders, missing = [], []
+    for values, program, folder in program_folders(cfg, root):
+        if finished_program(folder, program):
+            folders.append((values, program, folder))
+        else:
+            missing.append(folder.name)
+    if not folders:
+        raise ValueError(
+            f"report: sweep folder {root} has no finished program yet (expected "
+            f"{', '.join(missing)}); run its shards (seqjax sweep CONFIG --shard i/n --dir "
+            f"{root}) or resume it (seqjax sweep --resume {root}) first"
+        )
+    return write_sweep_report(root, folders, missing=missing), missing

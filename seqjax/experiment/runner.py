@@ -18,6 +18,7 @@ import dataclasses
 import math
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -44,7 +45,12 @@ from seqjax.experiment.config import (
 )
 from seqjax.experiment.program import Experiment
 from seqjax.experiment.recorder import Recorder
-from seqjax.experiment.report import plot_runs, write_sweep_report
+from seqjax.experiment.report import (
+    finished_program,
+    plot_runs,
+    program_folders,
+    write_sweep_report,
+)
 from seqjax.experiment.runs import (
     CONFIG,
     SUMMARY,
@@ -62,11 +68,19 @@ from seqjax.experiment.runs import (
     write_atomic,
     write_json_atomic,
 )
-from seqjax.experiment.sweep import grid_cells, program_configs
+from seqjax.experiment.sweep import grid_cells
 from seqjax.parallel import agree_on_path, is_main_process, put_runs, replicated
 from seqjax.train import checkpoint_manager, fit, restore_checkpoint
 
-__all__ = ["CompileClock", "RunFinished", "RunResult", "evaluate_run", "run", "run_sweep"]
+__all__ = [
+    "CompileClock",
+    "RunFinished",
+    "RunResult",
+    "evaluate_run",
+    "parse_shard",
+    "run",
+    "run_sweep",
+]
 
 
 class RunResult(NamedTuple):
@@ -76,10 +90,7 @@ class RunResult(NamedTuple):
       params: the final parameters, every leaf with a leading ``[runs]`` axis (the seeds, or
         ``[grid * seeds]`` grid-major under a traced sweep).
       metrics: every update's training metrics (``loss``, ``grad_norm``, ...) as NumPy arrays
-        ``[runs, steps]`` (the steps this call trained, after a resume only the new ones). A
-        run that diverged (``train.max_bad_steps`` consecutive non-finite updates) is frozen
-        at its last finite parameters and its floating-point metrics are NaN from then on
-        (``metrics["diverged"]`` marks those steps; ``summary["diverged"]`` flags the run).
+        ``[runs, steps]`` (the steps this call trained, after a resume only the new ones).
       evals: one record per evaluation during training, ``{"step": s, name: [runs]...}``.
       summary: the final evaluation, the task's baseline, timings, versions (``summary.json``).
       run_dir: the run folder, or None when nothing was written (``out`` not given).
@@ -180,25 +191,19 @@ class CompileClock:
         jax.monitoring.unregister_event_time_span_listener(self._listener)
 
 
-def _loss_text(values: Any, diverged: Any = None) -> tuple[str, float]:
+def _loss_text(values: Any) -> tuple[str, float]:
     """``"0.1234"``, or the median and range ``"0.1234 [0.1000, 0.2000]"`` over several
-    runs (one run's loss can be orders of magnitude off the others'); and the median. Diverged
-    runs (``diverged``, one flag per run) are left out and counted."""
+    runs (one run's loss can be orders of magnitude off the others'); and the median."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
-    gone = np.zeros(values.shape, bool)
-    if diverged is not None:
-        gone = np.broadcast_to(np.asarray(diverged, dtype=bool).reshape(-1), values.shape)
-    finite = values[np.isfinite(values) & ~gone]
+    finite = values[np.isfinite(values)]
     if finite.size == 0:
         return "nan", math.nan
     median = float(np.median(finite))
     if values.size == 1:
         return f"{median:.4f}", median
     text = f"{median:.4f} [{np.min(finite):.4f}, {np.max(finite):.4f}]"
-    if gone.any():
-        text += f" ({int(gone.sum())} diverged)"
-    if finite.size < values.size - int(gone.sum()):
-        text += f" ({values.size - int(gone.sum()) - finite.size} not finite)"
+    if finite.size < values.size:
+        text += f" ({values.size - finite.size} not finite)"
     return text, median
 
 
@@ -227,12 +232,12 @@ class _Progress:
         else:
             self.plain = True
 
-    def update(self, step: int, loss: Any, rate: float, logged: bool, diverged: Any = None) -> None:
+    def update(self, step: int, loss: Any, rate: float, logged: bool) -> None:
         if self.bar is None and not (self.plain and logged):
             return
         from tqdm.std import tqdm
 
-        text, median = _loss_text(loss, diverged)
+        text, median = _loss_text(loss)
         left = "?" if rate <= 0 else tqdm.format_interval((self.total - step) / rate)
         ratio = f"{median / self.baseline:.3f}" if self.baseline else "n/a"
         if self.bar is not None:
@@ -377,8 +382,7 @@ def run(
             if any(k.startswith("eval/") for k in tags):
                 evaluated.add(step)
         compiled = time.perf_counter() - start - clock.seconds()
-        rate = (step - (resume_step or 0)) / max(compiled, 1e-9)
-        bar.update(step, record["loss"], rate, logged, record.get("diverged"))
+        bar.update(step, record["loss"], (step - (resume_step or 0)) / max(compiled, 1e-9), logged)
         if recorder is not None:
             recorder.on_chunk(step, state)
 
@@ -431,8 +435,6 @@ def run(
         "seeds": list(cfg.seeds),
         "sweep": grid_cells(cfg) if cfg.sweep else None,  # runs are grid-major [grid * seeds]
         "stop_reason": result.stop_reason,
-        # Per run: frozen after train.max_bad_steps consecutive non-finite updates.
-        "diverged": np.atleast_1d(np.asarray(result.diverged, bool)).tolist(),
         "resumed_from": result.resumed_from,
         "baseline": baseline,
         "loss_name": program.task.loss,
@@ -476,10 +478,59 @@ def run(
     )
 
 
-def _folder_name(index: int, values: dict[str, Any]) -> str:
-    parts = [f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()]
-    name = "-".join([f"{index:02d}", *parts])
-    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)``, with ``n >= 1`` and ``0 <= i < n``.
+
+    Raises:
+      ValueError: naming ``shard``, the text received and the form expected.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if match is None:
+        raise ValueError(
+            f"shard: expected i/n with whole numbers 0 <= i < n (e.g. 0/4), got {text!r}"
+        )
+    i, n = int(match[1]), int(match[2])
+    if n < 1 or i >= n:
+        raise ValueError(f"shard: expected i/n with 0 <= i < n and n >= 1 (e.g. 0/4), got {text!r}")
+    return i, n
+
+
+def _sweep_root(
+    cfg: ExperimentConfig, text: str, sweep_dir: Path, *, must_exist: bool, main: bool
+) -> None:
+    """Makes ``sweep_dir`` a folder of this sweep: writes its ``config.yaml`` when it has
+    none (atomically, so shards starting together write the same file whole) and checks an
+    existing one is this sweep's."""
+    config = sweep_dir / CONFIG
+    if not config.is_file():
+        if must_exist:
+            raise FileNotFoundError(
+                f"resume {sweep_dir}: not a sweep folder (no {CONFIG}); give the folder "
+                f"`seqjax sweep` wrote (runs/<name>-sweep-<timestamp>)"
+            )
+        if main:
+            write_atomic(config, text)
+    theirs = dump_config(resolve_config(config)) if config.is_file() else text
+    if theirs != text:
+        raise ValueError(
+            f"{sweep_dir}: its {CONFIG} is another sweep's config than the one given; resume a "
+            f"sweep (or add a shard to it) with the config it was started with (seqjax sweep "
+            f"--resume {sweep_dir} reads it from the folder), or write to a new --dir"
+        )
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    """Whether ``folder/checkpoints`` holds a saved step (Orbax names each by its step)."""
+    ckpt = folder / "checkpoints"
+    return ckpt.is_dir() and any(p.is_dir() and p.name.isdigit() for p in ckpt.iterdir())
+
+
+def _clear(folder: Path) -> None:
+    """Removes a program folder left without a result: renamed away first (atomic), so the
+    folder is either whole or gone, then deleted."""
+    trash = folder.with_name(f".{folder.name}.cleared-{os.getpid()}-{time.time_ns()}")
+    os.replace(folder, trash)
+    shutil.rmtree(trash)
 
 
 def run_sweep(
@@ -488,33 +539,89 @@ def run_sweep(
     overrides: Sequence[str] = (),
     out: str | os.PathLike = "runs",
     progress: bool = True,
+    sweep_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    shard: tuple[int, int] | str | None = None,
 ) -> Path:
-    """Runs every program of a config's ``sweep`` one after another and writes a report.
+    """Runs the programs of a config's ``sweep`` one after another and writes a report.
 
-    Writes ``<out>/<name>-sweep-<timestamp>/``: one run folder per program (``00-...``,
+    Writes a sweep folder: its ``config.yaml``, one run folder per program (``00-...``,
     ``01-...``, each as `run` writes it, with a leading ``[grid * seeds]`` axis on its
     metrics, see `seqjax.experiment.sweep`), ``sweep.json`` (one row per grid cell and
     program), ``report.md`` and ``plots/sweep.png`` (final metric against a swept value).
 
+    Writing into a folder that already holds this sweep (``resume``, or an existing
+    ``sweep_dir``) redoes nothing finished: a program whose ``summary.json`` reaches
+    ``train.steps`` (or stopped early) is kept as it is; one with a saved checkpoint is
+    resumed from it (`run` with ``run_dir``); any other program folder (interrupted before a
+    checkpoint, or trained without checkpoints) is removed (renamed away, then deleted) and
+    trained from step 0.
+
+    Args:
+      config: a YAML file's path, a dict of sections, or an `ExperimentConfig`, with a sweep.
+      overrides: ``KEY=VALUE`` strings, as ``--set`` takes them.
+      out: the parent of a new sweep folder ``<out>/<name>-sweep-<timestamp>``.
+      progress: show each program's progress.
+      sweep_dir: the sweep folder itself, made if missing, continued if it holds this sweep;
+        takes the place of ``out``. Every shard of a sweep is given the same one.
+      resume: an existing sweep folder to finish; its ``config.yaml`` must be this sweep's.
+      shard: ``(i, n)`` or ``"i/n"``: run only the programs whose grid index is ``i`` mod
+        ``n``, into ``sweep_dir`` (or ``resume``), and write no report; ``seqjax report``
+        (`seqjax.experiment.report.write_sweep_folder_report`) merges the shards.
+
     Returns:
       The sweep folder.
+
+    Raises:
+      ValueError: no sweep section; a bad ``shard``, or one without ``sweep_dir``; a folder
+        holding another sweep's config (naming the folder), before anything is trained.
+      FileNotFoundError: ``resume`` is not a sweep folder.
     """
     cfg = resolve_config(config, overrides)
     if not cfg.sweep:
         raise ValueError("run_sweep: the config has no sweep section; use seqjax.run")
-    programs = program_configs(cfg)
-    for _, program in programs:  # every error before anything is written or trained
+    if resume is not None and sweep_dir is not None and Path(resume) != Path(sweep_dir):
+        raise ValueError(
+            f"run_sweep: resume={resume} and sweep_dir={sweep_dir} name different folders; give one"
+        )
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    if shard is not None:
+        index, count = shard
+        if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+            raise ValueError(f"run_sweep: shard must be (i, n) with 0 <= i < n, got {shard!r}")
+        if sweep_dir is None and resume is None:
+            raise ValueError(
+                "run_sweep: a shard needs sweep_dir (the sweep folder every shard writes "
+                "into; `seqjax sweep --shard i/n --dir DIR`)"
+            )
+    programs = program_folders(cfg, Path("."))
+    for _, program, _ in programs:  # every error before anything is written or trained
         Experiment(program)
     main = is_main_process()  # several hosts: process 0 writes, every process trains
-    root = agree_on_path(new_run_dir(out, f"{cfg.name}-sweep") if main else None)
-    if main:
-        write_atomic(root / CONFIG, dump_config(cfg))
+    given = resume if resume is not None else sweep_dir
+    if given is None:
+        root = agree_on_path(new_run_dir(out, f"{cfg.name}-sweep") if main else None)
+        if main:
+            write_atomic(root / CONFIG, dump_config(cfg))
+    else:
+        root = Path(given)
+        if main:
+            root.mkdir(parents=True, exist_ok=True)
+        _sweep_root(cfg, dump_config(cfg), root, must_exist=resume is not None, main=main)
     folders = []
-    for i, (values, program) in enumerate(programs):
-        folder = root / _folder_name(i, values)
-        run(program, run_dir=folder, progress=progress)
+    for i, (values, program, where) in enumerate(programs):
+        if shard is not None and i % shard[1] != shard[0]:
+            continue
+        folder = root / where.name
         folders.append((values, program, folder))
-    if main:
+        if finished_program(folder, program):
+            continue  # kept as it is
+        resumable = program.train.checkpoint is not None and _has_checkpoint(folder)
+        if folder.exists() and not resumable and main:
+            _clear(folder)  # interrupted before any checkpoint: trained again from step 0
+        run(program, run_dir=folder, progress=progress)
+    if main and shard is None:
         write_sweep_report(root, folders)
     return root
 
