@@ -47,8 +47,34 @@ def _ratio(values: Any, baseline: float | None) -> str:
     return f"{v.mean() / baseline:.3f}" if v.size else "-"
 
 
+def _diverged_text(flags: Any) -> str:
+    """``"-"`` when no run diverged, else how many of them did, ``"1/2"``."""
+    v = np.atleast_1d(np.asarray(flags if flags is not None else [], dtype=bool))
+    return f"{int(v.sum())}/{v.size}" if v.any() else "-"
+
+
+def _live(values: Any, flags: Any) -> Any:
+    """The values of the runs that did not diverge (``flags``, one per run); all of them
+    when none or every run diverged."""
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    f = np.atleast_1d(np.asarray(flags if flags is not None else [], dtype=bool))
+    if f.shape != v.shape or not f.any() or f.all():
+        return values
+    return v[~f]
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max over runs ``[steps, runs]``, leaving out NaN (a diverged run's
+    masked steps); NaN where every run is."""
+    gone = np.isnan(values).all(axis=1)
+    filled = np.where(gone[:, None], 0.0, values)
+    mean, low, high = (np.nanmean(filled, 1), np.nanmin(filled, 1), np.nanmax(filled, 1))
+    return tuple(np.where(gone, np.nan, a) for a in (mean, low, high))
+
+
 def plot_runs(runs: list[tuple[str, Path, dict]], key: str, path: Path, *, log: bool) -> Path:
-    """One axis, one line per run (mean over seeds, min-max band), baselines dashed."""
+    """One axis, one line per run (mean over seeds, min-max band, both leaving out diverged
+    runs' masked steps), baselines dashed."""
     fig = new_figure((7, 4))
     ax = fig.add_subplot()
     for i, (label, run_dir, summary) in enumerate(runs):
@@ -56,9 +82,10 @@ def plot_runs(runs: list[tuple[str, Path, dict]], key: str, path: Path, *, log: 
         if steps.size == 0:
             continue
         color = f"C{i % 10}"
-        ax.plot(steps, values.mean(axis=1), color=color, label=label)
+        mean, low, high = _band(np.asarray(values, dtype=np.float64))
+        ax.plot(steps, mean, color=color, label=label)
         if values.shape[1] > 1:
-            ax.fill_between(steps, values.min(axis=1), values.max(axis=1), color=color, alpha=0.2)
+            ax.fill_between(steps, low, high, color=color, alpha=0.2)
         baseline = summary.get("baseline")
         if key == "loss" and baseline:
             ax.axhline(baseline, color=color, linestyle="--", linewidth=1)
@@ -104,11 +131,11 @@ def write_report(
         "# seqjax report",
         "",
         "| run | task | model | steps | seeds | eval loss | baseline | loss / baseline "
-        "| metric | wall time | steps/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| metric | diverged | wall time | steps/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, run_dir, s in runs:
-        final = s.get("eval", {})
+        final = {k: _live(v, s.get("diverged")) for k, v in s.get("eval", {}).items()}
         metric_name = s.get("metric", "metric")
         lines.append(
             f"| [{label}]({os.path.relpath(run_dir, out_dir)}) | {s.get('task', '-')} "
@@ -116,12 +143,16 @@ def write_report(
             f"| {_mean_spread(final.get('loss', []))} | {_mean_spread(s.get('baseline', []))} "
             f"| {_ratio(final.get('loss', []), s.get('baseline'))} "
             f"| {metric_name} {_mean_spread(final.get(metric_name, []))} "
+            f"| {_diverged_text(s.get('diverged'))} "
             f"| {s.get('wall_time_s', 0):.1f} s | {s.get('steps_per_s', 0):.1f} |"
         )
     lines += [
         "",
-        "Eval loss: mean ± standard deviation over seeds. The baseline is the loss of the best "
-        "memoryless predictor of the task; a ratio near 1 means nothing long-range was learned.",
+        "Eval loss: mean ± standard deviation over the seeds that did not diverge. The baseline "
+        "is the loss of the best memoryless predictor of the task; a ratio near 1 means nothing "
+        "long-range was learned. "
+        "Diverged: runs stopped after train.max_bad_steps consecutive non-finite updates "
+        "(parameters frozen at their last finite values, later training metrics NaN).",
         "",
         f"![training loss]({os.path.relpath(loss_png, out_dir)})",
         "",
@@ -234,6 +265,8 @@ def _rows(folders: list[tuple[dict, ExperimentConfig, Path]]) -> list[dict[str, 
             for name, value in summary["eval"].items():
                 v = np.asarray(value, dtype=np.float64).reshape(-1)[g * n : (g + 1) * n]
                 row[name] = v.tolist()
+            flags = summary.get("diverged") or [False] * (n * len(grid_cells(program)))
+            row["diverged"] = [bool(f) for f in flags[g * n : (g + 1) * n]]
             row["metric"] = metric
             rows.append(row)
     return rows
@@ -275,7 +308,7 @@ def write_sweep_report(
 
     png = root / "plots" / "sweep.png"
     _plot(rows, keys, metric, png)
-    head = ["program", *keys, "eval loss"] + ([metric] if metric != "loss" else [])
+    head = ["program", *keys, "eval loss"] + ([metric] if metric != "loss" else []) + ["diverged"]
     lines = [
         "# seqjax sweep",
         "",
@@ -283,14 +316,19 @@ def write_sweep_report(
         "|" + "---|" * len(head),
     ]
     for r in rows:
-        cols = [f"[{r['folder']}]({r['folder']})", *(str(r[k]) for k in keys), _fmt(r["loss"])]
+        live = {name: _live(r[name], r["diverged"]) for name in {"loss", metric}}
+        cols = [f"[{r['folder']}]({r['folder']})", *(str(r[k]) for k in keys), _fmt(live["loss"])]
         if metric != "loss":
-            cols.append(_fmt(r[metric]))
+            cols.append(_fmt(live[metric]))
+        cols.append(_diverged_text(r["diverged"]))
         lines.append("| " + " | ".join(cols) + " |")
     lines += [
         "",
-        "Final evaluation, mean ± standard deviation over seeds. Each program folder is a run "
-        "folder whose metrics carry a leading [grid * seeds] axis, grid-major.",
+        "Final evaluation, mean ± standard deviation over the seeds that did not diverge. Each "
+        "program folder is a run folder whose metrics carry a leading [grid * seeds] axis, "
+        "grid-major. Diverged: seeds "
+        "stopped after train.max_bad_steps consecutive non-finite updates (final evaluation of "
+        "their last finite parameters).",
         "",
         f"![final {metric} against {keys[0] if keys else 'run'}](plots/sweep.png)",
         "",

@@ -90,7 +90,10 @@ class RunResult(NamedTuple):
       params: the final parameters, every leaf with a leading ``[runs]`` axis (the seeds, or
         ``[grid * seeds]`` grid-major under a traced sweep).
       metrics: every update's training metrics (``loss``, ``grad_norm``, ...) as NumPy arrays
-        ``[runs, steps]`` (the steps this call trained, after a resume only the new ones).
+        ``[runs, steps]`` (the steps this call trained, after a resume only the new ones). A
+        run that diverged (``train.max_bad_steps`` consecutive non-finite updates) is frozen
+        at its last finite parameters and its floating-point metrics are NaN from then on
+        (``metrics["diverged"]`` marks those steps; ``summary["diverged"]`` flags the run).
       evals: one record per evaluation during training, ``{"step": s, name: [runs]...}``.
       summary: the final evaluation, the task's baseline, timings, versions (``summary.json``).
       run_dir: the run folder, or None when nothing was written (``out`` not given).
@@ -191,19 +194,25 @@ class CompileClock:
         jax.monitoring.unregister_event_time_span_listener(self._listener)
 
 
-def _loss_text(values: Any) -> tuple[str, float]:
+def _loss_text(values: Any, diverged: Any = None) -> tuple[str, float]:
     """``"0.1234"``, or the median and range ``"0.1234 [0.1000, 0.2000]"`` over several
-    runs (one run's loss can be orders of magnitude off the others'); and the median."""
+    runs (one run's loss can be orders of magnitude off the others'); and the median. Diverged
+    runs (``diverged``, one flag per run) are left out and counted."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
-    finite = values[np.isfinite(values)]
+    gone = np.zeros(values.shape, bool)
+    if diverged is not None:
+        gone = np.broadcast_to(np.asarray(diverged, dtype=bool).reshape(-1), values.shape)
+    finite = values[np.isfinite(values) & ~gone]
     if finite.size == 0:
         return "nan", math.nan
     median = float(np.median(finite))
     if values.size == 1:
         return f"{median:.4f}", median
     text = f"{median:.4f} [{np.min(finite):.4f}, {np.max(finite):.4f}]"
-    if finite.size < values.size:
-        text += f" ({values.size - finite.size} not finite)"
+    if gone.any():
+        text += f" ({int(gone.sum())} diverged)"
+    if finite.size < values.size - int(gone.sum()):
+        text += f" ({values.size - int(gone.sum()) - finite.size} not finite)"
     return text, median
 
 
@@ -232,12 +241,12 @@ class _Progress:
         else:
             self.plain = True
 
-    def update(self, step: int, loss: Any, rate: float, logged: bool) -> None:
+    def update(self, step: int, loss: Any, rate: float, logged: bool, diverged: Any = None) -> None:
         if self.bar is None and not (self.plain and logged):
             return
         from tqdm.std import tqdm
 
-        text, median = _loss_text(loss)
+        text, median = _loss_text(loss, diverged)
         left = "?" if rate <= 0 else tqdm.format_interval((self.total - step) / rate)
         ratio = f"{median / self.baseline:.3f}" if self.baseline else "n/a"
         if self.bar is not None:
@@ -382,7 +391,8 @@ def run(
             if any(k.startswith("eval/") for k in tags):
                 evaluated.add(step)
         compiled = time.perf_counter() - start - clock.seconds()
-        bar.update(step, record["loss"], (step - (resume_step or 0)) / max(compiled, 1e-9), logged)
+        rate = (step - (resume_step or 0)) / max(compiled, 1e-9)
+        bar.update(step, record["loss"], rate, logged, record.get("diverged"))
         if recorder is not None:
             recorder.on_chunk(step, state)
 
@@ -435,6 +445,8 @@ def run(
         "seeds": list(cfg.seeds),
         "sweep": grid_cells(cfg) if cfg.sweep else None,  # runs are grid-major [grid * seeds]
         "stop_reason": result.stop_reason,
+        # Per run: frozen after train.max_bad_steps consecutive non-finite updates.
+        "diverged": np.atleast_1d(np.asarray(result.diverged, bool)).tolist(),
         "resumed_from": result.resumed_from,
         "baseline": baseline,
         "loss_name": program.task.loss,
