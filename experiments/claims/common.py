@@ -3,8 +3,12 @@
 Every experiment script builds its configs from the YAML files in ``configs/`` with
 overrides (`config`), trains them in memory with `seqjax.run` (all seeds vmapped in one
 program, `train`), and writes a Markdown + JSON table and a PNG figure under its out
-folder (`write_result`). Each script's ``main(argv)`` takes ``--tiny`` (a seconds-long smoke
-run) and ``--out DIR``.
+folder (`write_result`). Each script's ``main(argv)`` takes ``--seeds`` (e.g. ``0,1,2,3,4`` or
+``0-4``), ``--tiny`` (a seconds-long smoke run) and ``--out DIR``.
+
+Statistics and verdicts come from `experiments.claims.stats`; `setting` summarises one setting's
+seeds (every seed's value, mean with its 95% bootstrap interval, solved fraction, updates to
+solve) and `cell` formats it for a table.
 """
 
 from __future__ import annotations
@@ -23,25 +27,121 @@ import seqjax
 from seqjax.experiment import ExperimentConfig, config_from_data, dump_config, parse_yaml
 from seqjax.experiment.runs import write_atomic, write_json_atomic
 
+try:
+    from experiments.claims import stats
+except ImportError:  # run as a script
+    import stats  # type: ignore[no-redef]
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 DEFAULT_OUT = ROOT / "experiments" / "results" / "claims"
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]
+"""The default training seeds of a full run (at least 5 for an interval)."""
+TINY_SEEDS = [0, 1]
+"""The default seeds of a ``--tiny`` smoke run."""
 
 
-def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
-    """``--tiny`` (smoke-test size) and ``--out DIR``.
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` (or a mix, ``"0-2,7"``) as a sorted list of distinct seeds.
 
-    ``--out`` defaults to ``experiments/results/claims``, or to a fresh temporary folder with
-    ``--tiny`` (so a smoke run never overwrites real results).
+    Raises:
+      ValueError: naming ``--seeds`` and the text received.
     """
-    parser = argparse.ArgumentParser(description=description)
+    seeds: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                seeds.update(range(a, b + 1))
+            else:
+                seeds.add(int(part))
+    except ValueError:
+        raise ValueError(
+            f"--seeds: expected whole numbers >= 0 separated by commas, or ranges a-b "
+            f"(e.g. 0,1,2,3,4 or 0-4), got {text!r}"
+        ) from None
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"--seeds: expected seeds >= 0 (e.g. 0-4), got {text!r}")
+    return sorted(seeds)
+
+
+def parse_args(
+    argv: list[str] | None, description: str, parser: argparse.ArgumentParser | None = None
+) -> argparse.Namespace:
+    """``--seeds``, ``--tiny`` (smoke-test size) and ``--out DIR``.
+
+    ``--seeds`` defaults to `SEEDS` (`TINY_SEEDS` with ``--tiny``) and is parsed into a list
+    of ints (`parse_seeds`). ``--out`` defaults to ``experiments/results/claims``, or to a
+    fresh temporary folder with ``--tiny`` (so a smoke run never overwrites real results).
+
+    Args:
+      argv: the arguments (None: ``sys.argv[1:]``).
+      description: the script's one-line description.
+      parser: a parser holding the script's own flags, to which these three are added.
+    """
+    parser = parser or argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--seeds", default=None, help=f"training seeds, e.g. 0,1,2,3,4 or 0-4 (default {SEEDS})"
+    )
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
     parser.add_argument("--out", default=None, help="folder for tables and figures")
     args = parser.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = list(TINY_SEEDS if args.tiny else SEEDS)
+    else:
+        args.seeds = parse_seeds(args.seeds)
     if args.out is None:
         args.out = tempfile.mkdtemp(prefix="claims-tiny-") if args.tiny else str(DEFAULT_OUT)
     return args
+
+
+def setting(
+    seeds: list[int],
+    values: Any,
+    *,
+    threshold: float,
+    higher_is_better: bool = False,
+    curves: tuple[Any, Any] | None = None,
+) -> tuple[dict[str, Any], stats.Interval]:
+    """One setting's JSON record (`stats.summarize`) and its `stats.Interval`.
+
+    A diverged seed (NaN final value) counts as the worst value: inf for a loss, 0 for an
+    accuracy, so it never solves and pulls the interval the honest way.
+
+    Args:
+      seeds: the training seeds, one per value.
+      values: ``[S]`` each seed's final value.
+      threshold: the success threshold, stated in the script before it runs.
+      higher_is_better: True for an accuracy.
+      curves: ``(steps [K], values [K, S])`` as `train` returns them (``res["steps"]``,
+        ``res["loss"]``), for updates to solve; None leaves it out.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = np.where(np.isnan(v), 0.0 if higher_is_better else np.inf, v)
+    per_seed = None
+    if curves is not None:
+        steps, curve = curves
+        curve = np.asarray(curve, dtype=np.float64).reshape(len(steps), -1)
+        per_seed = (np.asarray(steps).astype(int), curve.T)
+    record = stats.summarize(
+        seeds, v, threshold=threshold, higher_is_better=higher_is_better, curves=per_seed
+    )
+    return record, stats.bootstrap_interval(v)
+
+
+def cell(record: dict[str, Any], digits: int = 3) -> str:
+    """A table entry: ``"mean [low, high] k/n"`` (k of n seeds solved), from `setting`'s record."""
+
+    def num(x: float | None) -> str:
+        return "inf" if x is None else f"{x:.{digits}g}"
+
+    low, high = record["ci95"]
+    k, n = sum(record["solved"]), len(record["solved"])
+    return f"{num(record['mean'])} [{num(low)}, {num(high)}] {k}/{n}"
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -181,10 +281,19 @@ def write_result(
     verdict: str,
     notes: str = "",
     fig=None,
+    verdicts: dict[str, Any] | None = None,
+    published: str = "",
 ) -> Path:
     """Writes ``<out>/<name>.md``, ``<name>.json`` and (if ``fig``) ``<name>.png``.
 
-    The Markdown section is what ``run_all.py`` pastes into ``experiments/RESULTS.md``.
+    The Markdown section is what ``run_all.py`` pastes into ``experiments/RESULTS.md``:
+    title, claim, setup, table, figure, verdict, published figures, notes.
+
+    Args:
+      verdicts: the per-model verdicts (`stats.verdicts`), kept in the JSON under
+        ``"verdicts"``; ``verdict`` is their sentence for the page.
+      published: the published figures beside ours, with their source and how their setting
+        differs (a paragraph or a Markdown table).
 
     Returns:
       The path of the Markdown file.
@@ -210,11 +319,15 @@ def write_result(
     if png is not None:
         parts += [f"![{name}](results/claims/{png.name})", ""]
     parts += [f"**Verdict.** {verdict}", ""]
+    if published:
+        parts += [f"**Published.** {published}", ""]
     if notes:
         parts += [notes, ""]
     md = out / f"{name}.md"
     write_atomic(md, "\n".join(parts))
     payload = {"name": name, "title": title, "seeds": seeds, "wall_time_s": wall_s, **data}
+    if verdicts is not None:
+        payload["verdicts"] = verdicts
     write_json_atomic(out / f"{name}.json", json.loads(json.dumps(payload, default=_plain)))
     return md
 
