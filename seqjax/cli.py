@@ -6,6 +6,7 @@
     seqjax sweep configs/adding/lstm.yaml --set 'sweep={optimizer.learning_rate: [1e-3, 1e-2]}'
     seqjax sweep cfg.yaml --shard 0/4 --dir runs/my-sweep   # every 4th program, shared folder
     seqjax sweep --resume runs/my-sweep                       # finish what is not finished
+    seqjax sweep cfg.yaml --launcher ray --ray-address HOST:6379   # programs as Ray tasks
     seqjax eval runs/<run>/
     seqjax report runs/<run-a>/ runs/<run-b>/
     seqjax report runs/my-sweep/                              # a sweep's report, shards merged
@@ -43,7 +44,7 @@ from seqjax.experiment import (
     write_report,
 )
 from seqjax.experiment.report import is_sweep_dir, write_sweep_folder_report
-from seqjax.experiment.runner import RunFinished, parse_shard
+from seqjax.experiment.runner import LAUNCHERS, ProgramsFailed, RunFinished, parse_shard
 from seqjax.parallel import initialize, is_main_process
 from seqjax.tasks import TASKS
 from seqjax.train import OPTIMIZERS
@@ -146,6 +147,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    if args.launcher != "ray":
+        ray_flags = [
+            flag
+            for flag, value in (
+                ("--ray-address", args.ray_address),
+                ("--ray-num-cpus", args.ray_num_cpus),
+                ("--ray-num-gpus", args.ray_num_gpus),
+            )
+            if value is not None
+        ]
+        if ray_flags:
+            raise UsageError(
+                f"{', '.join(ray_flags)}: only with --launcher ray (add it, or drop them)"
+            )
     _start_processes(args)
     shard = None
     if args.shard is not None:
@@ -173,14 +188,24 @@ def _sweep(args: argparse.Namespace) -> int:
     cfg = load_config(config, args.set)
     if not cfg.sweep:
         raise UsageError(f"sweep: {config} has no sweep section (e.g. --set sweep={{...}})")
-    root = run_sweep(
-        cfg,
-        out=args.out,
-        progress=not args.no_progress,
-        sweep_dir=args.dir,
-        resume=args.resume,
-        shard=shard,
-    )
+    try:
+        root = run_sweep(
+            cfg,
+            out=args.out,
+            progress=not args.no_progress,
+            sweep_dir=args.dir,
+            resume=args.resume,
+            shard=shard,
+            launcher=args.launcher,
+            ray_address=args.ray_address,
+            ray_num_cpus=args.ray_num_cpus,
+            ray_num_gpus=args.ray_num_gpus,
+        )
+    except ProgramsFailed as failed:
+        for name, error in failed.errors.items():
+            print(f"--- {name}:\n{error}", file=sys.stderr)  # the worker's traceback
+        print(f"seqjax sweep: error: {failed}", file=sys.stderr)
+        return 1
     if not is_main_process():
         return 0
     if shard is not None:
@@ -292,6 +317,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="I/N",
         help="run only the programs whose grid index is I mod N into --dir (no report; "
         "`seqjax report DIR` merges the shards), e.g. for a scheduler's job array",
+    )
+    ray = sweep.add_argument_group(
+        "Ray", "train the programs as tasks on a Ray cluster (pip install 'seqjax[ray]')"
+    )
+    ray.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="local",
+        help="local: the programs one after another here (default); ray: each program as a "
+        "Ray task, writing into the same sweep folder (on a file system every node shares)",
+    )
+    ray.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray cluster, e.g. HOST:6379 (default: RAY_ADDRESS, a cluster started on this "
+        "machine, else a new local instance)",
+    )
+    ray.add_argument(
+        "--ray-num-cpus",
+        type=float,
+        metavar="N",
+        help="CPUs each program's task asks Ray for (default 1)",
+    )
+    ray.add_argument(
+        "--ray-num-gpus",
+        type=float,
+        metavar="N",
+        help="GPUs each program's task asks Ray for (default 0; 1 on GPU nodes)",
     )
     sweep.set_defaults(func=_sweep)
 

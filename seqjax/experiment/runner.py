@@ -1,5 +1,5 @@
-"""From a config to results: `run` (in memory, or into a run folder), `run_sweep`,
-`evaluate_run`.
+"""From a config to results: `run` (in memory, or into a run folder), `run_sweep` (one
+program after another, or as Ray tasks), `evaluate_run`.
 
     result = seqjax.run("configs/adding/lstm.yaml", overrides=["train.steps=500"])
     result.params, result.metrics, result.summary   # run_dir: None unless out=... is given
@@ -14,7 +14,9 @@ TensorBoard events, checkpoints, a summary with compilation time apart and prove
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
 import math
 import os
 import re
@@ -23,14 +25,19 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import yaml
 
+from seqjax import xla
+from seqjax.cells import CELLS
+from seqjax.checks import check_float
 from seqjax.experiment.builders import (
     checkpoint_manager_from_config,
     early_stopping_from_config,
@@ -70,10 +77,13 @@ from seqjax.experiment.runs import (
 )
 from seqjax.experiment.sweep import grid_cells
 from seqjax.parallel import agree_on_path, is_main_process, put_runs, replicated
+from seqjax.tasks import TASKS
 from seqjax.train import checkpoint_manager, fit, restore_checkpoint
 
 __all__ = [
+    "LAUNCHERS",
     "CompileClock",
+    "ProgramsFailed",
     "RunFinished",
     "RunResult",
     "evaluate_run",
@@ -545,6 +555,175 @@ def _clear(folder: Path) -> None:
     shutil.rmtree(trash)
 
 
+LAUNCHERS = ("local", "ray")
+"""How `run_sweep` trains a sweep's programs: ``"local"``, one after another in this process;
+``"ray"``, each as a Ray task on a Ray cluster."""
+
+
+class ProgramsFailed(RuntimeError):
+    """Programs of a sweep trained by the Ray launcher failed; the others finished and are
+    kept, and no sweep report was written.
+
+    Attributes:
+      sweep_dir: the sweep folder.
+      errors: the folder name of each failed program -> its error: Ray's error for the task,
+        whose ``str`` holds the worker's traceback and whose ``cause`` (when the task raised)
+        is the exception raised there.
+    """
+
+    def __init__(self, sweep_dir: Path, errors: dict[str, BaseException], total: int):
+        self.sweep_dir = sweep_dir
+        self.errors = errors
+        lines = []
+        for name, error in errors.items():
+            cause = getattr(error, "cause", None) or error
+            text = str(cause).strip().splitlines() or [""]
+            lines.append(f"  {name}: {type(cause).__name__}: {text[0]}")
+        super().__init__(
+            f"{len(errors)} of {total} programs failed on Ray (the others are finished in "
+            f"{sweep_dir}):\n" + "\n".join(lines) + f"\nseqjax sweep --resume {sweep_dir} "
+            f"trains the failed ones again; seqjax report {sweep_dir} reports the finished ones"
+        )
+
+
+def _require_ray() -> Any:
+    """The ``ray`` module, or a ValueError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(
+            "the ray launcher needs Ray, which is not installed; install it with "
+            "pip install 'seqjax[ray]', or use the local launcher"
+        ) from None
+    return ray
+
+
+@contextlib.contextmanager
+def _ray_session(ray: Any, address: str | None) -> Iterator[None]:
+    """Ray as this process already has it, or connected to ``address`` (None: Ray's own rule,
+    ``RAY_ADDRESS`` or a cluster started here, else a new local instance) for the block."""
+    if ray.is_initialized():
+        if address is not None:
+            raise ValueError(
+                f"run_sweep: ray_address={address!r}, but Ray is already initialized in this "
+                f"process; leave ray_address out to use that cluster, or call ray.shutdown() first"
+            )
+        yield
+        return
+    with warnings.catch_warnings():
+        # Ray starts its local processes by fork and exec (subprocess); the child runs no JAX
+        # code, so JAX's warning about forking a process that uses JAX does not apply.
+        warnings.filterwarnings(
+            "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
+        )
+        ray.init(address=address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _worker_imports(programs: Iterable[ExperimentConfig]) -> list[tuple[str, str]]:
+    """The modules outside seqjax that registered the cells and tasks ``programs`` name (the
+    command's ``--import``), each with the folder it was imported from: a Ray worker imports
+    them before it reads its config.
+
+    Raises:
+      ValueError: such a cell or task is defined in ``__main__`` (a script), which a worker
+        cannot import.
+    """
+    found = {}
+    for program in programs:
+        named = [("task", TASKS, program.task.name)]
+        if program.model.kind == "recurrent":
+            named.append(("cell", CELLS, program.model.cell))
+        for what, registry, name in named:
+            module = getattr(registry[name], "__module__", None) or "seqjax"
+            if module == "seqjax" or module.startswith("seqjax."):
+                continue
+            file = getattr(sys.modules.get(module), "__file__", None)
+            if file is None:
+                raise ValueError(
+                    f"run_sweep: {what} {name!r} is defined in {module}, which a Ray worker "
+                    f"cannot import; define it in a module file (--import MODULE) to train it "
+                    f"with the ray launcher"
+                )
+            path = Path(file).resolve()
+            depth = module.count(".") + (path.name == "__init__.py")
+            found[module] = str(path.parents[depth])
+    return sorted(found.items())
+
+
+def _train_on_worker(
+    config: dict[str, Any], run_dir: str, progress: bool, imports: list[tuple[str, str]]
+) -> str:
+    """One program of a sweep, in a Ray worker: trains ``config`` into ``run_dir`` as the
+    local launcher does (`run`); returns the worker's host name."""
+    # A worker is a fresh process running only this program, as the command is: the same
+    # XLA:CPU flags, before JAX starts a backend here (`seqjax.xla`).
+    xla.configure(warn=False)
+    for module, folder in imports:
+        if folder not in sys.path:
+            sys.path.append(folder)
+        importlib.import_module(module)
+    run(config, run_dir=run_dir, progress=progress)
+    return socket.gethostname()
+
+
+def _train_on_ray(
+    ray: Any,
+    todo: list[tuple[ExperimentConfig, Path]],
+    *,
+    num_cpus: float,
+    num_gpus: float,
+    progress: bool,
+) -> dict[str, BaseException]:
+    """Trains each ``(program, folder)`` as a Ray task and waits for all of them.
+
+    Tasks are not retried: a retry could write into a folder that a task Ray lost track of
+    is still writing; a failed program is trained again by resuming the sweep.
+
+    Returns:
+      The errors of the programs that failed, by folder name (empty when none did).
+    """
+    imports = _worker_imports(program for program, _ in todo)
+    task = ray.remote(_train_on_worker)
+    refs = {}
+    for program, folder in todo:
+        options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": 0}
+        ref = task.options(name=folder.name, **options).remote(
+            yaml.safe_load(dump_config(program)), str(folder.absolute()), progress, imports
+        )
+        refs[ref] = (program, folder)
+    errors: dict[str, BaseException] = {}
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            program, folder = refs[done[0]]
+            try:
+                host = ray.get(done[0])
+            except ray.exceptions.RayError as e:
+                errors[folder.name] = e
+                outcome = "failed"
+            else:
+                outcome = f"finished on {host}"
+                if not finished_program(folder, program):
+                    errors[folder.name] = FileNotFoundError(
+                        f"{folder}: trained on the Ray node {host}, but its {SUMMARY} is not "
+                        f"there on this machine; the sweep folder must be on a file system "
+                        f"every Ray node shares"
+                    )
+                    outcome = "missing here"
+            if progress:
+                count = len(refs) - len(pending)
+                print(f"[{count}/{len(refs)}] {folder.name}: {outcome}", file=sys.stderr)
+    finally:
+        for ref in pending:  # interrupted: no task goes on writing behind a later resume
+            ray.cancel(ref, force=True)
+    return errors
+
+
 def run_sweep(
     config: CONFIG_SOURCES,
     *,
@@ -554,8 +733,12 @@ def run_sweep(
     sweep_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     shard: tuple[int, int] | str | None = None,
+    launcher: str = "local",
+    ray_address: str | None = None,
+    ray_num_cpus: float | None = None,
+    ray_num_gpus: float | None = None,
 ) -> Path:
-    """Runs the programs of a config's ``sweep`` one after another and writes a report.
+    """Runs the programs of a config's ``sweep`` and writes a report.
 
     Writes a sweep folder: its ``config.yaml``, one run folder per program (``00-...``,
     ``01-...``, each as `run` writes it, with a leading ``[grid * seeds]`` axis on its
@@ -569,6 +752,13 @@ def run_sweep(
     checkpoint, or trained without checkpoints) is removed (renamed away, then deleted) and
     trained from step 0.
 
+    With ``launcher="ray"``, this process connects to a Ray cluster, prepares the folder as
+    above and trains each program left to train as one Ray task (`run`, the same folder as
+    the local launcher writes), all at once as the cluster's CPUs allow; the sweep folder must
+    be on a file system every Ray node shares. A task is not retried: when programs fail,
+    the others are kept, no report is written and `ProgramsFailed` names each failed program
+    with its error; resuming the sweep trains them again.
+
     Args:
       config: a YAML file's path, a dict of sections, or an `ExperimentConfig`, with a sweep.
       overrides: ``KEY=VALUE`` strings, as ``--set`` takes them.
@@ -579,16 +769,47 @@ def run_sweep(
       resume: an existing sweep folder to finish; its ``config.yaml`` must be this sweep's.
       shard: ``(i, n)`` or ``"i/n"``: run only the programs whose grid index is ``i`` mod
         ``n``, into ``sweep_dir`` (or ``resume``), and write no report; ``seqjax report``
-        (`seqjax.experiment.report.write_sweep_folder_report`) merges the shards.
+        (`seqjax.experiment.report.write_sweep_folder_report`) merges the shards. Works with
+        either launcher.
+      launcher: one of `LAUNCHERS`: ``"local"``, the programs one after another in this
+        process; ``"ray"``, as Ray tasks (needs ``pip install 'seqjax[ray]'``; start the sweep
+        from one process, not under ``jax.distributed``).
+      ray_address: the Ray cluster (``ray.init(address=...)``); None: the cluster this
+        process is already connected to, else Ray's own rule (``RAY_ADDRESS``, a cluster
+        started on this machine, or a new local instance, shut down at the end).
+      ray_num_cpus: the CPUs each task asks Ray for (default 1), so that a node runs at most
+        its CPUs / ``ray_num_cpus`` programs at once.
+      ray_num_gpus: the GPUs each task asks Ray for (default 0); on GPU nodes give 1, so that
+        each program has a GPU of its own (Ray sets ``CUDA_VISIBLE_DEVICES``).
 
     Returns:
       The sweep folder.
 
     Raises:
       ValueError: no sweep section; a bad ``shard``, or one without ``sweep_dir``; a folder
-        holding another sweep's config (naming the folder), before anything is trained.
+        holding another sweep's config (naming the folder); a bad ``launcher``, ``ray_*``
+        options without ``launcher="ray"``, Ray not installed: before anything is trained.
       FileNotFoundError: ``resume`` is not a sweep folder.
+      ProgramsFailed: with ``launcher="ray"``, programs failed (the others are kept).
     """
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"run_sweep: launcher must be one of {LAUNCHERS}, got {launcher!r}")
+    ray_options = {
+        "ray_address": ray_address,
+        "ray_num_cpus": ray_num_cpus,
+        "ray_num_gpus": ray_num_gpus,
+    }
+    given_options = [name for name, value in ray_options.items() if value is not None]
+    if launcher != "ray" and given_options:
+        raise ValueError(
+            f"run_sweep: {', '.join(given_options)} are options of launcher='ray', got "
+            f"launcher={launcher!r}; add launcher='ray' (--launcher ray) or drop them"
+        )
+    num_cpus = 1.0 if ray_num_cpus is None else ray_num_cpus
+    num_cpus = check_float("run_sweep", "ray_num_cpus", num_cpus, 0, math.inf, low_open=True)
+    num_gpus = 0.0 if ray_num_gpus is None else ray_num_gpus
+    num_gpus = check_float("run_sweep", "ray_num_gpus", num_gpus, 0, math.inf, high_open=True)
+    ray = _require_ray() if launcher == "ray" else None
     cfg = resolve_config(config, overrides)
     if not cfg.sweep:
         raise ValueError("run_sweep: the config has no sweep section; use seqjax.run")
@@ -610,29 +831,48 @@ def run_sweep(
     programs = program_folders(cfg, Path("."))
     for _, program, _ in programs:  # every error before anything is written or trained
         Experiment(program)
-    main = is_main_process()  # several hosts: process 0 writes, every process trains
-    given = resume if resume is not None else sweep_dir
-    if given is None:
-        root = agree_on_path(new_run_dir(out, f"{cfg.name}-sweep") if main else None)
-        if main:
-            write_atomic(root / CONFIG, dump_config(cfg))
-    else:
-        root = Path(given)
-        if main:
-            root.mkdir(parents=True, exist_ok=True)
-        _sweep_root(cfg, dump_config(cfg), root, must_exist=resume is not None, main=main)
-    folders = []
-    for i, (values, program, where) in enumerate(programs):
-        if shard is not None and i % shard[1] != shard[0]:
-            continue
-        folder = root / where.name
-        folders.append((values, program, folder))
-        if finished_program(folder, program):
-            continue  # kept as it is
-        resumable = program.train.checkpoint is not None and _has_checkpoint(folder)
-        if folder.exists() and not resumable and main:
-            _clear(folder)  # interrupted before any checkpoint: trained again from step 0
-        run(program, run_dir=folder, progress=progress)
+    if ray is not None:
+        _worker_imports(program for _, program, _ in programs)
+        if jax.process_count() > 1:
+            raise ValueError(
+                f"run_sweep: launcher='ray' trains each program in a Ray worker, but this is "
+                f"one of {jax.process_count()} jax.distributed processes; start the sweep from "
+                f"one process"
+            )
+    with contextlib.ExitStack() as stack:
+        if ray is not None:  # a cluster that cannot be reached fails here, before any write
+            stack.enter_context(_ray_session(ray, ray_address))
+        main = is_main_process()  # several hosts: process 0 writes, every process trains
+        given = resume if resume is not None else sweep_dir
+        if given is None:
+            root = agree_on_path(new_run_dir(out, f"{cfg.name}-sweep") if main else None)
+            if main:
+                write_atomic(root / CONFIG, dump_config(cfg))
+        else:
+            root = Path(given)
+            if main:
+                root.mkdir(parents=True, exist_ok=True)
+            _sweep_root(cfg, dump_config(cfg), root, must_exist=resume is not None, main=main)
+        folders, todo = [], []
+        for i, (values, program, where) in enumerate(programs):
+            if shard is not None and i % shard[1] != shard[0]:
+                continue
+            folder = root / where.name
+            folders.append((values, program, folder))
+            if finished_program(folder, program):
+                continue  # kept as it is
+            resumable = program.train.checkpoint is not None and _has_checkpoint(folder)
+            if folder.exists() and not resumable and main:
+                _clear(folder)  # interrupted before any checkpoint: trained again from step 0
+            if ray is None:
+                run(program, run_dir=folder, progress=progress)
+            else:
+                todo.append((program, folder))
+        if todo:
+            options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "progress": progress}
+            errors = _train_on_ray(ray, todo, **options)
+            if errors:
+                raise ProgramsFailed(root, errors, len(todo))
     if main and shard is None:
         write_sweep_report(root, folders)
     return root
