@@ -16,6 +16,7 @@ from seqjax.tasks.arrays import ARRAYS, arrays
 from seqjax.tasks.base import LOSSES, METRICS, PATTERNS, Batch, Task
 from seqjax.tasks.bucketing import bucket_by_length, padding_fraction
 from seqjax.tasks.forecasting import mackey_glass, mackey_glass_series, sine_forecast
+from seqjax.tasks.images import DigitsSplit, digits_split, pixel_digits
 from seqjax.tasks.memory import (
     adding,
     associative_recall,
@@ -42,6 +43,7 @@ __all__ = [
     "TASKS",
     "Batch",
     "CharCorpus",
+    "DigitsSplit",
     "PrecisionRecall",
     "Task",
     "adding",
@@ -54,6 +56,7 @@ __all__ = [
     "decode",
     "decoder_inputs",
     "delayed_recall",
+    "digits_split",
     "encode",
     "flip_flop",
     "future_tagging",
@@ -63,6 +66,7 @@ __all__ = [
     "mackey_glass_series",
     "padding_fraction",
     "parity",
+    "pixel_digits",
     "precision_recall",
     "reverse",
     "selective_copy",

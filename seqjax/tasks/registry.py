@@ -11,6 +11,7 @@ from seqjax.tasks.anomaly import sensor_anomaly
 from seqjax.tasks.arrays import arrays
 from seqjax.tasks.base import Task
 from seqjax.tasks.forecasting import mackey_glass, sine_forecast
+from seqjax.tasks.images import pixel_digits
 from seqjax.tasks.memory import (
     adding,
     associative_recall,
@@ -35,6 +36,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "future_tagging": future_tagging,
     "mackey_glass": mackey_glass,
     "parity": parity,
+    "pixel_digits": pixel_digits,
     "reverse": reverse,
     "selective_copy": selective_copy,
     "sensor_anomaly": sensor_anomaly,
