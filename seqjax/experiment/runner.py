@@ -802,8 +802,8 @@ def run_sweep(
     given_options = [name for name, value in ray_options.items() if value is not None]
     if launcher != "ray" and given_options:
         raise ValueError(
-            f"run_sweep: {', '.join(given_options)} are options of launcher='ray', got "
-            f"launcher={launcher!r}; add launcher='ray' (--launcher ray) or drop them"
+            f"run_sweep: launcher={launcher!r} takes no Ray options, got "
+            f"{', '.join(given_options)}; add launcher='ray' (--launcher ray) or drop them"
         )
     num_cpus = 1.0 if ray_num_cpus is None else ray_num_cpus
     num_cpus = check_float("run_sweep", "ray_num_cpus", num_cpus, 0, math.inf, low_open=True)
