@@ -13,6 +13,7 @@ import json
 import shutil
 import sys
 import textwrap
+import warnings
 
 import jax
 import numpy as np
@@ -99,7 +100,9 @@ def fragile_cell(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(fragile_cell):
     """A local Ray instance of 2 CPUs: two programs at once, one CPU each."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with warnings.catch_warnings():  # Ray forks and execs its processes; JAX warns of forks
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\)", category=RuntimeWarning)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -166,7 +169,7 @@ def test_a_failed_program_is_named_with_its_error_and_the_others_kept(
     assert list(failed.value.errors) == [failing]
     assert isinstance(failed.value.errors[failing].cause, RuntimeError)
     message = str(failed.value)
-    assert "1 of 1 programs failed" in message
+    assert "1 of 1 programs trained on Ray failed" in message
     assert f"{failing}: RuntimeError: fragile cell: no step of size 3" in message
     assert f"seqjax sweep --resume {folder}" in message
     assert not (folder / "sweep.json").exists() and not (folder / "report.md").exists()

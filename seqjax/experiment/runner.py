@@ -580,8 +580,8 @@ class ProgramsFailed(RuntimeError):
             text = str(cause).strip().splitlines() or [""]
             lines.append(f"  {name}: {type(cause).__name__}: {text[0]}")
         super().__init__(
-            f"{len(errors)} of {total} programs failed on Ray (the others are finished in "
-            f"{sweep_dir}):\n" + "\n".join(lines) + f"\nseqjax sweep --resume {sweep_dir} "
+            f"{len(errors)} of {total} programs trained on Ray failed (finished programs are "
+            f"kept in {sweep_dir}):\n" + "\n".join(lines) + f"\nseqjax sweep --resume {sweep_dir} "
             f"trains the failed ones again; seqjax report {sweep_dir} reports the finished ones"
         )
 
@@ -684,7 +684,8 @@ def _train_on_ray(
     is still writing; a failed program is trained again by resuming the sweep.
 
     Returns:
-      The errors of the programs that failed, by folder name (empty when none did).
+      The errors of the programs that failed, by folder name in grid order (empty when none
+      did).
     """
     imports = _worker_imports(program for program, _ in todo)
     task = ray.remote(_train_on_worker)
@@ -721,7 +722,7 @@ def _train_on_ray(
     finally:
         for ref in pending:  # interrupted: no task goes on writing behind a later resume
             ray.cancel(ref, force=True)
-    return errors
+    return dict(sorted(errors.items()))  # grid order
 
 
 def run_sweep(
