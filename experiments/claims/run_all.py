@@ -1,13 +1,18 @@
 """Runs every claim experiment and regenerates ``experiments/RESULTS.md``.
 
-    python -m experiments.claims.run_all                  # everything (~1 hour on 2 cores)
-    python -m experiments.claims.run_all --only truncation,long_range
+    python -m experiments.claims.run_all                  # everything not yet done (~3 h, 2 cores)
+    python -m experiments.claims.run_all --force          # everything, again
+    python -m experiments.claims.run_all --only truncation,long_range --seeds 0-9
     python -m experiments.claims.run_all --collect        # only rebuild RESULTS.md
     python -m experiments.claims.run_all --tiny           # smoke run into a temporary folder
 
 Each experiment writes ``<out>/<name>.{md,json,png}``; RESULTS.md is the concatenation of the
 Markdown sections found in ``<out>``, in the order of `EXPERIMENTS`, with a header that names
-the machine and library versions. Experiments that have not been run are listed as missing.
+the machine and library versions. An experiment whose JSON in ``<out>`` was written with the
+same seeds is skipped unless ``--force`` is given, so an interrupted invocation continues where
+it stopped. Progress (which experiment, its expected and measured minutes, the time left by the
+experiments' budgets) is printed as it goes. Experiments that have not been run are listed as
+missing.
 """
 
 from __future__ import annotations
@@ -31,15 +36,20 @@ except ImportError:  # run as a script
     import common  # type: ignore[no-redef]
 
 EXPERIMENTS = [
-    "truncation",
     "long_range",
-    "clipping",
-    "vanishing",
-    "bidirectional",
+    "temporal_order",
     "initialisation",
+    "vanishing",
+    "clipping",
+    "truncation",
+    "bidirectional",
     "architectures",
+    "pixel_digits",
+    "long_memory",
 ]
-"""Module names under ``experiments/claims``, in the order of RESULTS.md (the brief's priority)."""
+"""Module names under ``experiments/claims``, in the order of RESULTS.md. Each module has
+``NAME``, ``BUDGET_MIN`` (its expected minutes on 2 CPU cores at the default seeds) and
+``main(argv)``."""
 
 RESULTS = common.ROOT / "experiments" / "RESULTS.md"
 
@@ -66,10 +76,15 @@ def _header(total_s: float | None) -> str:
         "Seeds train at once (vmapped); wall times include compilation and were measured "
         "on a machine shared with other jobs, so they are upper bounds.",
         "",
-        "Sizes are small on purpose (the whole run must fit in about an hour on 2 CPU cores): "
-        "hidden sizes of 32, hundreds to a couple of thousand updates, T up to 100. A claim "
-        "marked as not reproduced is reported as measured, with the reason we believe; no "
-        "setting was tuned after seeing its result.",
+        "How to read it. Every setting is trained with several seeds; a table entry is the "
+        "mean over seeds with its 95% percentile-bootstrap interval and the number of seeds "
+        "that solve the setting under a threshold each script states before it runs "
+        "(`experiments/claims/stats.py`). Verdicts are per model: **reproduces** (the "
+        "model's interval lies on the claimed side of its reference), **contradicted** (on "
+        "the other side) or **inconclusive** (no model left the task's baseline, so the "
+        "budget decided, or the intervals overlap). Sizes fit the whole page into about "
+        "three hours on 2 CPU cores; each section says its sizes and how they were chosen, "
+        "and no setting was tuned after seeing its result.",
         "",
     ]
     if total_s is not None:
@@ -105,9 +120,28 @@ def collect(out: Path, results: Path, total_s: float | None = None) -> Path:
     return results
 
 
+def _done(out: Path, name: str, seeds: list[int] | None) -> bool:
+    """Whether ``<out>/<name>.json`` and ``.md`` exist and the JSON was written with ``seeds``
+    (any seeds when ``seeds`` is None)."""
+    js, md = out / f"{name}.json", out / f"{name}.md"
+    if not (js.is_file() and md.is_file()):
+        return False
+    try:
+        recorded = json.loads(js.read_text()).get("seeds")
+    except (OSError, ValueError):
+        return False
+    return seeds is None or recorded == seeds
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="smoke-test sizes")
+    parser.add_argument(
+        "--seeds", default=None, help="training seeds for every experiment, e.g. 0-4 or 0,1,2"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rerun experiments whose results are in --out"
+    )
     parser.add_argument("--out", default=None, help="default: experiments/results/claims")
     parser.add_argument("--results", default=None, help="default: experiments/RESULTS.md")
     parser.add_argument("--only", default="", help="comma-separated experiment names")
@@ -122,13 +156,32 @@ def main(argv: list[str] | None = None) -> Path:
     out = Path(args.out)
     if args.results is None:
         args.results = out / "RESULTS.md" if args.tiny else RESULTS
+    seeds = common.parse_seeds(args.seeds) if args.seeds is not None else None
+    if seeds is None and not args.tiny:
+        seeds = list(common.SEEDS)
     start = time.perf_counter()
     if not args.collect:
+        todo = [n for n in names if args.force or args.tiny or not _done(out, n, seeds)]
         for name in names:
+            if name not in todo:
+                print(f"{name}: done in {out} (same seeds); --force reruns it", flush=True)
+        left = sum(getattr(_module(n), "BUDGET_MIN", 0) for n in todo)
+        for k, name in enumerate(todo, 1):
+            module = _module(name)
+            budget = getattr(module, "BUDGET_MIN", 0)
+            print(
+                f"[{k}/{len(todo)}] {name}: expected {budget} min, about {left} min left in all",
+                flush=True,
+            )
             t0 = time.perf_counter()
             flags = ["--out", str(out)] + (["--tiny"] if args.tiny else [])
-            _module(name).main(flags)
-            print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+            if seeds is not None:
+                flags += ["--seeds", ",".join(map(str, seeds))]
+            module.main(flags)
+            left -= budget
+            print(
+                f"[{k}/{len(todo)}] {name}: {(time.perf_counter() - t0) / 60:.1f} min", flush=True
+            )
     total = None if args.collect else time.perf_counter() - start
     path = collect(out, Path(args.results), total)
     print(f"wrote {path}")
