@@ -26,6 +26,12 @@ def test_result(result):
     assert ran == planned
     for r in data["settings"]:
         assert r["wall_s"] > 0 and r["updates"] == 4 and r["hidden_size"] == 8
+        assert r["eval_sequences"] == 8  # --tiny evaluates one batch of 8
+    md = (out / "long_memory.md").read_text()
+    for cell in {r["cell"] for r in data["settings"]}:  # wall s: the cell's programs summed
+        (row,) = [line for line in md.splitlines() if line.startswith(f"| {cell} |")]
+        wall = sum(r["wall_s"] for r in data["settings"] if r["cell"] == cell)
+        assert row.rstrip(" |").rsplit("| ", 1)[1] == f"{wall:.0f}"
 
 
 def test_full_plan_is_every_cell_at_every_length():
