@@ -25,8 +25,8 @@ Settings, fixed before any training run:
 * T=50: at this length radius 2.0 multiplies the initial gradient by about 600 over the
   control; H=64 and batch 64: the project's reference size; 10 000 updates: the budget (a tanh
   RNN at T=100 runs about 70 updates/s with 5 seeds vmapped on 2 cores, so 20 runs (4 radii x 5
-  seeds) at T=50 about 35/s: 2 programs x 10 000 updates in about 10 minutes, plus compiles and
-  evaluation).
+  seeds) at T=50 about 35/s, as a 300-update probe measured: 2 programs x 10 000 updates in
+  about 10 minutes, plus about 10 s to compile each and the evaluations).
 * solved: eval MSE < 0.01 (about 6% of the 1/6 baseline), as everywhere on the adding problem.
 
     python experiments/claims/clipping.py [--seeds 0-4] [--tiny] [--out DIR]

@@ -20,11 +20,12 @@ Settings, fixed before any run:
 * L=10, T=50: the lag and length of this claim's earlier runs (the sequence holds 40 recall
   targets; block windows of L+1 leave 4 targets per sequence with a path to their symbol).
 * LSTM H=64, Adam 1e-2, global-norm clip 1, batch 64: ``configs/delayed_recall/lstm.yaml``.
-* 3000 updates for every setting (a streaming update sees k steps, a block one the whole
-  sequence), evaluated every 200 updates on 1024 held-out sequences: the budget (an LSTM at
-  T=100 runs about 17 updates/s with 5 seeds vmapped on 2 cores; five whole-sequence programs
-  at T=50 take about 7.5 minutes, four streaming ones about 2, plus compiles and the cost
-  measurements).
+* 2500 updates for every setting (a streaming update sees k steps, a block one the whole
+  sequence), evaluated every 250 updates on 1024 held-out sequences: the budget. A 200-update
+  probe (5 seeds vmapped, 2 cores shared with one other process) ran 25 updates/s for a
+  whole-sequence program at T=50 and 100/s for a streaming one (k=11), about 10 s to compile
+  each: five whole-sequence programs take about 8.5 minutes, four streaming ones about 1.5,
+  compiles, evaluations and the cost measurements about 3.
 * solved: eval recall accuracy > 0.9 (chance 1/8): a network that has learnt the lag recalls
   nearly every symbol, so 0.9 separates learnt from partly learnt.
 * verdict per mode: each k >= L and full BPTT against k = L-1 (`stats.verdicts`, chance 1/8 as
@@ -52,7 +53,7 @@ except ImportError:  # run as a script
     import stats  # type: ignore[no-redef]
 
 NAME = "truncation"
-BUDGET_MIN = 12
+BUDGET_MIN = 13
 """Expected minutes at full size with 5 seeds on 2 CPU cores (see the module docstring)."""
 
 FULL = {
@@ -60,9 +61,9 @@ FULL = {
     "length": 50,
     "hidden": 64,
     "batch": 64,
-    "steps": 3000,
-    "chunk": 100,
-    "eval_every": 200,
+    "steps": 2500,
+    "chunk": 50,
+    "eval_every": 250,
     "offsets": {"block": (-1, 0, 1, 5), "streaming": (-1, 0, 1, 5)},  # k = L + offset
     "long_length": 1000,
     "long_windows": True,  # at the long length: full BPTT, and the widest windows
