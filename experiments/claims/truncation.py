@@ -308,8 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "window). Tallec & Ollivier (2017, 'Unbiasing truncated backpropagation through "
             "time') show that truncation biases the gradient against long-term dependencies "
             "and remove the bias with random truncation lengths (ARTBP); their experiments are "
-            "not this task, so no number is compared. Long-sequence cost of one update here:\n\n"
-            + long_table,
+            "not this task, so no number is compared.",
             notes="Why k = L is on the failing side in seqjax: a target at offset j of its "
             "window (j = 0..k-1) reaches back j steps, so its symbol x_(t-L) is in reach only "
             "for j >= L; k = L leaves no target with a path, k = L+1 leaves one per window. "
@@ -317,7 +316,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "do, every position recalls. A window shorter than that can only read what the "
             "carry entering it happens to hold. Block truncation cuts gradient paths inside "
             "one scan over the whole sequence, so its update costs what full BPTT costs; the "
-            "saving in time and memory is that of streaming, whose update runs k steps.",
+            "saving in time and memory is that of streaming, whose update runs k steps. One "
+            f"update at T={long_length}:\n\n" + long_table,
             fig=fig,
             verdicts=verdicts,
         ),
