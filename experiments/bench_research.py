@@ -813,6 +813,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for w in ids:
             by_workload[w]["ratios"] = ratios(by_workload[w]["results"])
         result["workloads"] = [by_workload[w] for w in chosen if by_workload[w]["results"]]
+        result["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_json(args.out, result)  # after each workload: a long run keeps what it has
     print_table(result["workloads"])
     print(f"\nwrote {args.out}")
