@@ -5,7 +5,6 @@ differences, float32 stability at T = 100000, the rule that picks the path, clea
 training from their configs."""
 
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -13,13 +12,11 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-import seqjax
 from seqjax import cells
 from seqjax.cells.lru import lru_lambda
 from seqjax.unroll import auto_remat, unroll, use_scan
 
 H, F, T = 3, 2, 7
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "adding"
 
 CASES = {
     "lru": lambda **kw: cells.lru(H, **kw),
@@ -307,21 +304,5 @@ def test_wrong_feature_size_is_a_clear_error(name, key):
 # Training from the configs.
 
 
-@pytest.mark.parametrize("name", ["lru", "min_gru", "min_lstm"])
-def test_trains_a_few_steps_from_its_config(name):
-    overrides = [
-        "train.steps=3",
-        "train.chunk_size=1",
-        "train.eval_every=null",
-        "train.batch_size=4",
-        "task.length=12",
-        "model.hidden_size=4",
-        "log.eval_batch_size=4",
-        "log.eval_batches=1",
-        "log.plots=false",
-    ]
-    with jax.numpy_dtype_promotion("standard"):
-        result = seqjax.run(CONFIGS / f"{name}.yaml", overrides=overrides, progress=False)
-    losses = np.asarray(result.metrics["loss"])  # [runs, steps]
-    assert losses.shape == (1, 3) and np.all(np.isfinite(losses))
-    assert losses[0, 0] != losses[0, -1]  # the parameters moved
+# Each cell's config, configs/adding/{lru,min_gru,min_lstm}.yaml, trains through the ``seqjax``
+# command in tests/test_experiment.py (test_every_config_trains_shrunken_through_the_cli).
