@@ -18,7 +18,7 @@ import jax
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # experiments/ is not installed
-from experiments.claims import common, stats  # noqa: E402
+from experiments.claims import common, stats
 
 TINY_SEEDS = common.TINY_SEEDS
 
