@@ -236,6 +236,19 @@ def test_a_run_folder_has_everything(two_runs):
     assert "val_loss" in records[0]
 
 
+def test_diagnostics_batch_is_the_tasks_sample_of_its_key():
+    # Sampled under jit (one compile): the same batch the task draws eagerly from that key.
+    from seqjax.experiment.recorder import DIAG_SEED_OFFSET, diagnostics_batch
+    from seqjax.tasks import get_task
+
+    task = get_task("adding", length=12)
+    jitted = diagnostics_batch(task, 4)
+    eager = task.sample(jax.random.key(DIAG_SEED_OFFSET), 4)
+    assert jitted.inputs.shape == (4, 12, 2)
+    for a, b in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_report_compares_runs(two_runs, tmp_path, capsys):
     code, out, _ = _cli(["report", *map(str, two_runs), "--out", str(tmp_path)], capsys)
     assert code == 0

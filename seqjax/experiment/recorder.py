@@ -65,8 +65,13 @@ def unsupported_reason(exp: Experiment) -> str | None:
 
 
 def diagnostics_batch(task: Any, batch_size: int) -> Any:
-    """The fixed batch a run records its diagnostics on (a key no training step uses)."""
-    return task.sample(jax.random.key(DIAG_SEED_OFFSET), batch_size)
+    """The fixed batch a run records its diagnostics on (a key no training step uses).
+
+    Sampled under `jax.jit`: one compiled program instead of each random op compiled on its
+    own (the values of ``task.sample`` with that key; continuous tasks may differ from the
+    eager ones by float rounding, as any fused program does).
+    """
+    return jax.jit(task.sample, static_argnums=1)(jax.random.key(DIAG_SEED_OFFSET), batch_size)
 
 
 def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
