@@ -7,7 +7,6 @@ import too."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import shutil
@@ -20,27 +19,12 @@ import numpy as np
 import pytest
 import ray
 
-from seqjax import cli
 from seqjax.cells import CELLS
-from seqjax.experiment import run_sweep
-from seqjax.experiment.runner import ProgramsFailed
+from seqjax.experiment import ProgramsFailed, run_sweep
+from tests.sweeps import file_hashes, program_names, sweep_cli, tiny_sweep
 
-CONFIG = {
-    "name": "tiny",
-    "seeds": [0],
-    "task": {"name": "adding", "length": 5},
-    "model": {"cell": "fragile", "hidden_size": 2},
-    "train": {"steps": 2, "batch_size": 2, "chunk_size": 2},
-    "log": {
-        "plots": False,
-        "progress": False,
-        "tensorboard": False,
-        "eval_batch_size": 2,
-        "eval_batches": 1,
-    },
-    "sweep": {"model.hidden_size": [2, 4]},
-}
-PROGRAMS = ["00-hidden_size=2", "01-hidden_size=4"]
+CONFIG = tiny_sweep("fragile", [2, 4])
+PROGRAMS = program_names([2, 4])
 
 # The user module: an RNN cell whose step fails for hidden_size 3 when traced, which happens
 # only in training (a config naming it passes every check before).
@@ -61,23 +45,6 @@ FRAGILE_CELL = textwrap.dedent(
     CELLS["fragile"] = fragile
     """
 )
-
-
-def _sweep(*args):
-    with jax.numpy_dtype_promotion("standard"):  # Optax's Adam mixes int32 and floats
-        return cli.main(["sweep", *args, "--no-progress"])
-
-
-def _hashes(folder):
-    """Every file under ``folder``: its content hash and modification time."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def _json(path):
@@ -113,8 +80,8 @@ def sweeps(cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray-sweeps")
     config = tmp / "sweep.yaml"
     config.write_text(json.dumps(CONFIG))
-    assert _sweep(str(config), "--dir", str(tmp / "local")) == 0
-    assert _sweep(str(config), "--dir", str(tmp / "ray"), "--launcher", "ray") == 0
+    assert sweep_cli(str(config), "--dir", str(tmp / "local")) == 0
+    assert sweep_cli(str(config), "--dir", str(tmp / "ray"), "--launcher", "ray") == 0
     return {"config": config, "local": tmp / "local", "ray": tmp / "ray"}
 
 
@@ -146,12 +113,12 @@ def test_ray_writes_the_folder_the_local_launcher_writes(sweeps):
 
 def test_resuming_with_ray_trains_nothing_finished(sweeps, capsys):
     on_ray = sweeps["ray"]
-    before = {name: _hashes(on_ray / name) for name in PROGRAMS}
-    assert _sweep("--resume", str(on_ray), "--launcher", "ray") == 0
+    before = {name: file_hashes(on_ray / name) for name in PROGRAMS}
+    assert sweep_cli("--resume", str(on_ray), "--launcher", "ray") == 0
     # A shard is a subset of the programs; with Ray too (here: already finished).
     args = ["--shard", "1/2", "--dir", str(on_ray), "--launcher", "ray"]
-    assert _sweep(str(sweeps["config"]), *args) == 0
-    assert {name: _hashes(on_ray / name) for name in PROGRAMS} == before
+    assert sweep_cli(str(sweeps["config"]), *args) == 0
+    assert {name: file_hashes(on_ray / name) for name in PROGRAMS} == before
     assert "shard 1/2 done" in capsys.readouterr().out
 
 
@@ -163,7 +130,7 @@ def test_a_failed_program_is_named_with_its_error_and_the_others_kept(
     finished, failing = "00-hidden_size=4", "01-hidden_size=3"
     # The first program is the same as the ray sweep's second: finished, it is kept.
     shutil.copytree(sweeps["ray"] / PROGRAMS[1], folder / finished)
-    kept = _hashes(folder / finished)
+    kept = file_hashes(folder / finished)
     with jax.numpy_dtype_promotion("standard"), pytest.raises(ProgramsFailed) as failed:
         run_sweep(config, sweep_dir=folder, launcher="ray", progress=False)
     assert list(failed.value.errors) == [failing]
@@ -176,11 +143,11 @@ def test_a_failed_program_is_named_with_its_error_and_the_others_kept(
 
     # Resumed from the command: the failed program runs again and fails again, named with
     # the worker's traceback.
-    code = _sweep("--resume", str(folder), "--launcher", "ray", "--import", fragile_cell)
+    code = sweep_cli("--resume", str(folder), "--launcher", "ray", "--import", fragile_cell)
     err = capsys.readouterr().err
     assert code == 1
     assert f"{failing}: RuntimeError: fragile cell" in err and "fragile_cell.py" in err
-    assert _hashes(folder / finished) == kept
+    assert file_hashes(folder / finished) == kept
     assert not any(p.name.startswith(".") for p in folder.iterdir())
 
 
@@ -207,7 +174,7 @@ def test_without_ray_installed_the_error_says_how_to_install_it(tmp_path, monkey
         run_sweep(CONFIG, sweep_dir=tmp_path / "sweep", launcher="ray")
     config = tmp_path / "sweep.yaml"
     config.write_text(json.dumps(CONFIG))
-    assert _sweep(str(config), "--dir", str(tmp_path / "sweep"), "--launcher", "ray") == 2
+    assert sweep_cli(str(config), "--dir", str(tmp_path / "sweep"), "--launcher", "ray") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'seqjax[ray]'" in err
     assert not (tmp_path / "sweep").exists()
@@ -217,12 +184,12 @@ def test_ray_flags_need_the_ray_launcher(tmp_path, capsys):
     config = tmp_path / "sweep.yaml"
     config.write_text(json.dumps(CONFIG))
     out = str(tmp_path / "sweep")
-    assert _sweep(str(config), "--dir", out, "--ray-address", "head:6379") == 2
+    assert sweep_cli(str(config), "--dir", out, "--ray-address", "head:6379") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--ray-address" in err and "--launcher ray" in err
-    assert _sweep(str(config), "--dir", out, "--ray-num-cpus", "2", "--launcher", "local") == 2
+    assert sweep_cli(str(config), "--dir", out, "--ray-num-cpus", "2", "--launcher", "local") == 2
     assert "--ray-num-cpus" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:  # argparse: the valid launchers listed
-        _sweep(str(config), "--dir", out, "--launcher", "slurm")
+        sweep_cli(str(config), "--dir", out, "--launcher", "slurm")
     assert exit_.value.code == 2 and "'local', 'ray'" in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()

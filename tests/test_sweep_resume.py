@@ -4,7 +4,6 @@ without redoing a finished program."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
@@ -15,40 +14,10 @@ import pytest
 from seqjax import cli
 from seqjax.experiment.report import is_sweep_dir
 from seqjax.experiment.runner import parse_shard
+from tests.sweeps import file_hashes, program_names, sweep_cli, tiny_sweep
 
-CONFIG = {
-    "name": "tiny",
-    "seeds": [0],
-    "task": {"name": "adding", "length": 5},
-    "model": {"cell": "lstm", "hidden_size": 2},
-    "train": {"steps": 2, "batch_size": 2, "chunk_size": 2},
-    "log": {
-        "plots": False,
-        "progress": False,
-        "tensorboard": False,
-        "eval_batch_size": 2,
-        "eval_batches": 1,
-    },
-    "sweep": {"model.hidden_size": [2, 3]},
-}
-PROGRAMS = ["00-hidden_size=2", "01-hidden_size=3"]
-
-
-def _sweep(*args):
-    with jax.numpy_dtype_promotion("standard"):  # Optax's Adam mixes int32 and floats
-        return cli.main(["sweep", *args, "--no-progress"])
-
-
-def _hashes(folder):
-    """Every file under ``folder``: its content hash and modification time."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+CONFIG = tiny_sweep("lstm", [2, 3])
+PROGRAMS = program_names([2, 3])
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +27,19 @@ def sweeps(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweeps")
     config = tmp / "sweep.yaml"
     config.write_text(json.dumps(CONFIG))
-    assert _sweep(str(config), "--out", str(tmp / "whole")) == 0
+    assert sweep_cli(str(config), "--out", str(tmp / "whole")) == 0
     (whole,) = (tmp / "whole").iterdir()
     sharded = tmp / "sharded"
-    assert _sweep(str(config), "--shard", "0/2", "--dir", str(sharded)) == 0
+    assert sweep_cli(str(config), "--shard", "0/2", "--dir", str(sharded)) == 0
     interrupted = tmp / "interrupted"
     shutil.copytree(sharded, interrupted)  # copy2: contents and modification times kept
-    assert _sweep(str(config), "--shard", "1/2", "--dir", str(sharded)) == 0
+    assert sweep_cli(str(config), "--shard", "1/2", "--dir", str(sharded)) == 0
     # The second program was killed early, before any summary or checkpoint.
     stale = interrupted / PROGRAMS[1]
     stale.mkdir()
     (stale / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": [9.0]}\n')
-    before = _hashes(interrupted / PROGRAMS[0])
-    assert _sweep("--resume", str(interrupted)) == 0
+    before = file_hashes(interrupted / PROGRAMS[0])
+    assert sweep_cli("--resume", str(interrupted)) == 0
     return {
         "config": config,
         "whole": whole,
@@ -94,7 +63,7 @@ def _rows(folder):
     return json.loads((folder / "sweep.json").read_text())
 
 
-def _assert_same_sweep(got, want):
+def _assert_samesweep_cli(got, want):
     assert got["keys"] == want["keys"] and got["metric"] == want["metric"]
     assert len(got["rows"]) == len(want["rows"]) == 2
     for row, ref in zip(got["rows"], want["rows"], strict=True):
@@ -113,7 +82,7 @@ def test_report_merges_the_shards_into_the_sweep_report(sweeps, capsys):
     out = capsys.readouterr().out
     merged = _rows(sharded)
     assert merged["missing"] == []
-    _assert_same_sweep(merged, _rows(sweeps["whole"]))
+    _assert_samesweep_cli(merged, _rows(sweeps["whole"]))
     assert [r["model.hidden_size"] for r in merged["rows"]] == [2, 3]
     assert (sharded / "plots" / "sweep.png").stat().st_size > 0
     assert (sharded / "report.md").read_text().count("| [0") == 2
@@ -138,21 +107,21 @@ def test_report_of_a_partial_sweep_names_the_missing_programs(sweeps, tmp_path, 
 def test_resume_keeps_finished_programs_and_finishes_the_rest(sweeps):
     interrupted = sweeps["interrupted"]
     # The finished program was not touched: same files, same contents, same times.
-    assert _hashes(interrupted / PROGRAMS[0]) == sweeps["before"]
+    assert file_hashes(interrupted / PROGRAMS[0]) == sweeps["before"]
     # The stale one was trained again from step 0: its log holds no line of the old one.
     lines = (interrupted / PROGRAMS[1] / "metrics.jsonl").read_text().splitlines()
     assert lines and all(json.loads(line)["loss"] != [9.0] for line in lines)
     summary = json.loads((interrupted / PROGRAMS[1] / "summary.json").read_text())
     assert summary["steps"] == CONFIG["train"]["steps"] and summary["hidden_size"] == 3
-    _assert_same_sweep(_rows(interrupted), _rows(sweeps["whole"]))
+    _assert_samesweep_cli(_rows(interrupted), _rows(sweeps["whole"]))
     assert not any(p.name.startswith(".") for p in interrupted.iterdir())
 
 
 def test_resuming_a_finished_sweep_trains_nothing(sweeps, capsys):
     whole = sweeps["whole"]
-    before = {name: _hashes(whole / name) for name in PROGRAMS}
-    assert _sweep("--resume", str(whole)) == 0
-    assert {name: _hashes(whole / name) for name in PROGRAMS} == before
+    before = {name: file_hashes(whole / name) for name in PROGRAMS}
+    assert sweep_cli("--resume", str(whole)) == 0
+    assert {name: file_hashes(whole / name) for name in PROGRAMS} == before
     assert "results:" in capsys.readouterr().out
 
 
@@ -160,28 +129,28 @@ def test_resume_with_another_config_is_an_error_naming_the_folder(sweeps, tmp_pa
     whole = sweeps["whole"]
     other = tmp_path / "other.yaml"
     other.write_text(json.dumps({**CONFIG, "sweep": {"model.hidden_size": [2, 4]}}))
-    before = _hashes(whole)
-    assert _sweep(str(other), "--resume", str(whole)) == 2
+    before = file_hashes(whole)
+    assert sweep_cli(str(other), "--resume", str(whole)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(whole) in err and "config" in err
-    assert _sweep(str(other), "--shard", "0/2", "--dir", str(whole)) == 2
+    assert sweep_cli(str(other), "--shard", "0/2", "--dir", str(whole)) == 2
     assert str(whole) in capsys.readouterr().err
-    assert _hashes(whole) == before
-    assert _sweep("--resume", str(tmp_path)) == 2  # no config.yaml: not a sweep folder
+    assert file_hashes(whole) == before
+    assert sweep_cli("--resume", str(tmp_path)) == 2  # no config.yaml: not a sweep folder
     assert "not a sweep folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("shard", ["3/2", "-1/2", "a/b", "0/0", "2/2", "1"])
 def test_bad_shards_are_one_line_usage_errors(sweeps, shard, tmp_path, capsys):
     # --shard=VALUE: argparse would take a separate "-1/2" for a flag
-    code = _sweep(str(sweeps["config"]), f"--shard={shard}", "--dir", str(tmp_path / "s"))
+    code = sweep_cli(str(sweeps["config"]), f"--shard={shard}", "--dir", str(tmp_path / "s"))
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--shard" in err and repr(shard) in err
     assert not (tmp_path / "s").exists()
 
 
 def test_a_shard_needs_the_sweep_folder(sweeps, tmp_path, capsys):
-    code = _sweep(str(sweeps["config"]), "--shard", "0/2", "--out", str(tmp_path))
+    code = sweep_cli(str(sweeps["config"]), "--shard", "0/2", "--out", str(tmp_path))
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--dir" in err and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
@@ -208,7 +177,7 @@ def test_resume_continues_a_program_from_its_checkpoint(tmp_path):
     _, program, where = program_folders(cfg, root)[0]
     with jax.numpy_dtype_promotion("standard"):  # killed after step 1 of 2: one checkpoint
         run(program, overrides=["train.steps=1"], run_dir=where, progress=False)
-    assert _sweep("--resume", str(root), "--shard", "0/2") == 0
+    assert sweep_cli("--resume", str(root), "--shard", "0/2") == 0
     summary = json.loads((where / "summary.json").read_text())
     assert summary["resumed_from"] == 1 and summary["steps"] == 2
     train = [

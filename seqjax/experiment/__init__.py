@@ -39,15 +39,24 @@ from seqjax.experiment.config import (
 )
 from seqjax.experiment.program import Experiment, train_from_config
 from seqjax.experiment.report import write_report
-from seqjax.experiment.runner import RunResult, evaluate_run, run, run_sweep
+from seqjax.experiment.runner import (
+    LAUNCHERS,
+    ProgramsFailed,
+    RunResult,
+    evaluate_run,
+    run,
+    run_sweep,
+)
 from seqjax.experiment.sweep import grid_cells, program_configs
 
 __all__ = [
+    "LAUNCHERS",
     "TRACED",
     "ConfigError",
     "Experiment",
     "ExperimentConfig",
     "Hyper",
+    "ProgramsFailed",
     "RunResult",
     "bptt_from_config",
     "cell_from_config",
