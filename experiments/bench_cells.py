@@ -43,6 +43,9 @@ import optax
 
 import seqjax
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil
+
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_cells.json"
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 TORCH_THREADS = 2
@@ -388,14 +391,8 @@ def _torch_version() -> str:
 def machine_info(with_torch: bool = True) -> dict:
     import flax
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     return {
-        "cpu": cpu,
+        "cpu": benchutil.cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "jax": jax.__version__,
@@ -513,7 +510,7 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    benchutil.write_json(args.out, result)
     print(f"\nwrote {args.out}")
     return result
 

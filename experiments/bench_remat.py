@@ -17,7 +17,6 @@ rule (`seqjax.unroll.auto_remat`).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import seqjax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cells
+import benchutil
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_remat.json"
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    benchutil.write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 

@@ -62,7 +62,6 @@ import importlib.metadata
 import json
 import math
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -72,6 +71,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results" / "bench_research.json"
@@ -643,19 +645,13 @@ def machine_info() -> dict[str, Any]:
     """CPU model, cores, load and the versions the figures depend on (no framework imported)."""
     from seqjax.experiment.runs import versions
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     info = versions()
     try:
         info["torch"] = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
         info["torch"] = "not installed"
     return {
-        "cpu": cpu,
+        "cpu": benchutil.cpu_model(),
         "cores": os.cpu_count(),
         "load_average_1m_at_start": os.getloadavg()[0],
         "versions": info,
@@ -814,17 +810,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             by_workload[w]["ratios"] = ratios(by_workload[w]["results"])
         result["workloads"] = [by_workload[w] for w in chosen if by_workload[w]["results"]]
         result["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_json(args.out, result)  # after each workload: a long run keeps what it has
+        benchutil.write_json(args.out, result)  # after each workload: a long run keeps what it has
     print_table(result["workloads"])
     print(f"\nwrote {args.out}")
     return result
-
-
-def write_json(path: Path, obj: Any) -> None:
-    from seqjax.experiment.runs import write_json_atomic
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, obj)
 
 
 if __name__ == "__main__":

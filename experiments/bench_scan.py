@@ -16,7 +16,6 @@ cells, which `seqjax.unroll.use_scan` reads.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from seqjax.unroll import auto_remat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cells
+import benchutil
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_scan.json"
 F = 4
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    benchutil.write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 

@@ -38,9 +38,9 @@ each device takes its share k at a time); it adds ``_batch{k}`` to the JSON name
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +60,9 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 from seqjax import parallel, xla  # noqa: E402
 from seqjax.experiment import Experiment, config_from_data  # noqa: E402
 from seqjax.train import make_train  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchutil  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_seeds.json"
 
@@ -204,6 +207,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "load_average_1m": os.getloadavg()[0],  # other work on a shared machine skews timings
         "machine": platform.machine(),
+        "cpu": benchutil.cpu_model(),
         "jax": jax.__version__,
         "rows": rows,
     }
@@ -213,8 +217,7 @@ def main() -> None:
     if args.seed_batch is not None:
         stem += f"_batch{args.seed_batch}"
     out = args.out or OUT.with_name(f"{stem}{'_fast' if args.fast else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    benchutil.write_json(out, result)
     print(f"wrote {out}")
 
 

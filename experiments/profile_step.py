@@ -51,6 +51,7 @@ import seqjax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cells
+import benchutil
 
 OUT = Path(__file__).resolve().parent / "results" / "profile_step.json"
 XLA_CONTAINERS = ("ThunkExecutor", "while", "PjitFunction", "call", "conditional")
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    benchutil.write_json(args.out, result)
     print(f"wrote {args.out}")
     return result
 
