@@ -36,9 +36,12 @@ def test_budgets_fit_the_run():
     assert budgets["long_memory"] <= 60 and max(budgets.values()) <= 60
 
 
-def _fake(out: Path, name: str, seeds: list[int]) -> None:
+def _fake(out: Path, name: str, seeds: list[int], verdicts=None) -> None:
     (out / f"{name}.md").write_text(f"## {name}\n\n![x](results/claims/{name}.png)\n")
-    (out / f"{name}.json").write_text(json.dumps({"name": name, "seeds": seeds, "wall_time_s": 60}))
+    data = {"name": name, "title": f"Title of {name}", "seeds": seeds, "wall_time_s": 60}
+    if verdicts is not None:
+        data["verdicts"] = verdicts
+    (out / f"{name}.json").write_text(json.dumps(data))
 
 
 def test_collect_pastes_sections_in_order_and_lists_missing(tmp_path):
@@ -52,6 +55,22 @@ def test_collect_pastes_sections_in_order_and_lists_missing(tmp_path):
     assert positions == sorted(positions)
     assert f"](./{names[0]}.png)" in text or f"]({names[0]}.png)" in text
     assert "## Not run" in text and f"`{names[-1]}`" in text
+    assert text.index("## At a glance") < positions[0]
+    assert f"| Title of {names[0]} | 0 | 0 | 0 | 2 | 1.0 |" in text
+
+
+def test_at_a_glance_counts_every_verdict_nested_or_flat(tmp_path):
+    verdicts = {
+        "lstm @ T=10": "reproduces",
+        "rnn @ T=10": "inconclusive",
+        "by length": {"100": {"lstm": "contradicted", "gru": "reproduces"}, "note": "other"},
+        "list": ["inconclusive", "inconclusive"],
+    }
+    _fake(tmp_path, "long_range", [0, 1, 2], verdicts)
+    counts = run_all.count_verdicts(verdicts)
+    assert counts == {"reproduces": 2, "contradicted": 1, "inconclusive": 3}
+    assert "| Title of long_range | 2 | 1 | 3 | 3 | 1.0 |" in run_all.at_a_glance(tmp_path)
+    assert run_all.at_a_glance(tmp_path / "missing") == ""
 
 
 def test_done_needs_both_files_and_the_same_seeds(tmp_path):

@@ -12,7 +12,7 @@ Sizes, chosen from the 60-minute budget on 2 CPU cores before any run. A probe t
 program per cell at T = 1000 (adding, 5 seeds vmapped, batch 32, H = 64; `PROBE_S_PER_UPDATE`,
 `PROBE_COMPILE_S`, measured with other jobs on the machine, so slower than an idle machine).
 One update of all eight cells then costs about 3.9 s at T = 1000 and each (task, T) about
-2.4 minutes of compilation. The issue's three lengths per task (500, 1000, 2000) would leave 90 updates per setting
+2.4 minutes of compilation. Three lengths per task (500, 1000, 2000) would leave 90 updates per setting
 (`updates_within`); every published result trained far longer than either, so the experiment
 takes more updates at fewer lengths: T = 500 and 1000 for both tasks (`LENGTHS`, T = 2000 left
 out), `UPDATES` = 200 updates of batch `BATCH` = 32 at `HIDDEN` = 64 units for every cell
@@ -64,7 +64,7 @@ TASKS = ("adding", "copy_memory")
 LENGTHS = {"adding": (500, 1000), "copy_memory": (500, 1000)}
 """T per task: the adding problem's sequence length; copy memory's delay (T + 20 steps)."""
 THREE_LENGTHS = {"adding": (500, 1000, 2000), "copy_memory": (500, 1000, 2000)}
-"""The issue's lengths, which `updates_within` prices at this budget."""
+"""Three lengths per task, which `updates_within` prices at this budget (90 updates each)."""
 HIDDEN, BATCH, UPDATES, CHUNK = 64, 32, 200, 50
 EVAL_BATCH, EVAL_BATCHES = 256, 2
 
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "md": common.write_result(
             args.out,
             NAME,
-            title="Long memory beyond the LSTM: six long-range cells at T = 500-1000 (issue 17)",
+            title="Long memory beyond the LSTM: six long-range cells at T = 500-1000",
             claim="The LSTM's memory reaches medium ranges (whitepaper sections 15, 24); the "
             "recurrences built so their gradients neither vanish nor explode (IndRNN, expRNN, "
             "coRNN) and the linear recurrences trained in parallel over time (LRU, minGRU, "

@@ -10,7 +10,7 @@ Sizes, fixed from the budget and the configs before any run: the four configs of
 ``configs/pixel_digits/`` as they are (H=64, batch 64, Adam with global-norm clipping at 1;
 lr 1e-3 for the tanh RNN, LSTM and GRU, 1e-4 for the IRNN, whose identity recurrence
 Le et al. train with a small step), each for 3000 updates (128 passes over the 1500 training
-images). Cost from the issue's reference speeds (5 seeds vmapped, batch 64, H 64, scaled to
+images). Cost from long_range.py's reference speeds (5 seeds vmapped, batch 64, H 64, scaled to
 T=64): LSTM ~26, GRU ~42, tanh RNN and IRNN ~110 updates/s, so 3000 updates of the four
 cells take about 4 min per pixel order, 8 to 9 min for both, plus compilation: BUDGET_MIN 11.
 

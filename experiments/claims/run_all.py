@@ -26,6 +26,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import seqjax
 from seqjax.experiment.runs import write_atomic
@@ -92,6 +93,56 @@ def _header(total_s: float | None) -> str:
     return "\n".join(lines)
 
 
+VERDICTS = ("reproduces", "contradicted", "inconclusive")
+
+
+def count_verdicts(verdicts: Any) -> dict[str, int]:
+    """How many of each verdict a JSON's ``"verdicts"`` holds (nested dicts and lists walked)."""
+    counts = dict.fromkeys(VERDICTS, 0)
+    stack = [verdicts]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif item in counts:
+            counts[item] += 1
+    return counts
+
+
+def at_a_glance(out: Path) -> str:
+    """A table of every experiment in ``out`` with a JSON: its verdict counts, seeds and wall
+    time (empty when there is none)."""
+    rows = []
+    for name in EXPERIMENTS:
+        path = out / f"{name}.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        counts = count_verdicts(data.get("verdicts", {}))
+        rows.append(
+            f"| {data.get('title', name)} | {counts['reproduces']} | {counts['contradicted']} | "
+            f"{counts['inconclusive']} | {len(data.get('seeds') or [])} | "
+            f"{data.get('wall_time_s', 0.0) / 60:.1f} |"
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "## At a glance",
+            "",
+            "Verdicts per experiment: each model against each reference (the baseline, a "
+            "control model) at each setting; its section says which is which and why.",
+            "",
+            "| experiment | reproduces | contradicted | inconclusive | seeds | minutes |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
 def collect(out: Path, results: Path, total_s: float | None = None) -> Path:
     """Writes ``results`` from the Markdown sections in ``out`` (missing ones are listed)."""
     parts = [_header(total_s)]
@@ -101,6 +152,9 @@ def collect(out: Path, results: Path, total_s: float | None = None) -> Path:
             f"Sum of the experiments' wall times: {sum(walls) / 60:.1f} min "
             f"({len(walls)} experiments).\n"
         )
+    glance = at_a_glance(out)
+    if glance:
+        parts.append(glance)
     missing = []
     rel = Path(os.path.relpath(out, results.parent)).as_posix()
     prefix = "" if rel == "." else f"{rel}/"
