@@ -7,6 +7,9 @@ took (the linear recurrences have a parallel-in-time ``Cell.scan``; `seqjax.unro
 decides per backend whether it runs).
 
     python experiments/claims/long_memory.py [--seeds 0-4] [--tiny] [--out DIR]
+    # a longer run than the budget allows (a GPU, a quiet night), into a folder of its own:
+    python experiments/claims/long_memory.py --updates 5000 --lengths 500,1000,2000 \
+        --cells lstm,indrnn,cornn --out /tmp/long_memory_5000
 
 Sizes, chosen from the 60-minute budget on 2 CPU cores before any run. A probe timed one
 program per cell at T = 1000 (adding, 5 seeds vmapped, batch 32, H = 64; `PROBE_S_PER_UPDATE`,
@@ -35,6 +38,7 @@ above 0.9 on the ten recall steps (`Task.metric_mask`; chance is 1/8, and the lo
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
@@ -138,8 +142,13 @@ def updates_within(minutes: float, lengths: dict[str, tuple[int, ...]]) -> int:
     return updates
 
 
-def plan(tiny: bool) -> list[tuple[str, int, tuple[str, ...]]]:
-    """``(task, T, cells)`` per setting.
+def plan(
+    tiny: bool,
+    lengths: tuple[int, ...] | None = None,
+    cells: tuple[str, ...] = CELLS,
+) -> list[tuple[str, int, tuple[str, ...]]]:
+    """``(task, T, cells)`` per setting: ``cells`` at every T of ``lengths`` (None: `LENGTHS`)
+    for both tasks.
 
     At ``--tiny`` (a smoke test of this script; every cell trains from its configs in
     tests/test_experiment.py) the LSTM on both tasks beside one cell of each unroll path other
@@ -150,7 +159,11 @@ def plan(tiny: bool) -> list[tuple[str, int, tuple[str, ...]]]:
             ("adding", 6, ("lstm", "min_gru")),
             ("copy_memory", 3, ("lstm", "exprnn")),
         ]
-    return [(task, t, CELLS) for task in TASKS for t in LENGTHS[task]]
+    return [
+        (task, t, tuple(cells))
+        for task in TASKS
+        for t in (LENGTHS[task] if lengths is None else lengths)
+    ]
 
 
 def unroll_path(cfg, backend: str | None = None) -> str:
@@ -164,13 +177,16 @@ def unroll_path(cfg, backend: str | None = None) -> str:
     return "step loop"
 
 
-def config_for(task: str, t: int, cell: str, *, tiny: bool, seeds: list[int]):
-    """The config of one cell on one (task, T): its YAML with this experiment's sizes."""
+def config_for(
+    task: str, t: int, cell: str, *, tiny: bool, seeds: list[int], updates: int = UPDATES
+):
+    """The config of one cell on one (task, T): its YAML with this experiment's sizes
+    (``updates`` training updates; 4 at ``tiny``)."""
     steps = sequence_length(task, t)
     model: dict[str, Any] = {"hidden_size": 8 if tiny else HIDDEN}
     if cell == "indrnn":  # the paper's bound for sequences of this length
         model["options"] = {"u_bound": indrnn_bound(steps)}
-    updates = 4 if tiny else UPDATES
+    updates = 4 if tiny else updates
     return common.config(
         f"{task}/{cell}.yaml",
         tiny=tiny,
@@ -188,9 +204,11 @@ def config_for(task: str, t: int, cell: str, *, tiny: bool, seeds: list[int]):
     )
 
 
-def run_setting(task: str, t: int, cell: str, *, tiny: bool, seeds: list[int]) -> dict[str, Any]:
+def run_setting(
+    task: str, t: int, cell: str, *, tiny: bool, seeds: list[int], updates: int = UPDATES
+) -> dict[str, Any]:
     """Trains one cell on one (task, T) for every seed; returns its JSON record and interval."""
-    cfg = config_for(task, t, cell, tiny=tiny, seeds=seeds)
+    cfg = config_for(task, t, cell, tiny=tiny, seeds=seeds, updates=updates)
     res = common.train(cfg)
     baseline = float(res["summary"]["baseline"])
     if task == "adding":
@@ -257,17 +275,48 @@ def setting_verdicts(task: str, t: int, intervals: dict[str, stats.Interval]) ->
     return out
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The common flags plus ``--updates``, ``--lengths`` and ``--cells`` (defaults: the
+    budget's sizes), each checked before any training."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=UPDATES, help=f"default {UPDATES}")
+    parser.add_argument(
+        "--lengths", default=None, help="T for both tasks, e.g. 500,1000,2000 (default 500,1000)"
+    )
+    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated cells")
+    args = common.parse_args(argv, parser.description, parser)
+    if args.updates < 1:
+        raise ValueError(f"long_memory: --updates must be >= 1, got {args.updates}")
+    try:
+        args.lengths = (
+            None if args.lengths is None else tuple(int(t) for t in args.lengths.split(","))
+        )
+    except ValueError:
+        raise ValueError(
+            f"long_memory: --lengths takes comma-separated integers, got {args.lengths!r}"
+        ) from None
+    if args.lengths is not None and min(args.lengths) < 1:
+        raise ValueError(f"long_memory: --lengths must be >= 1, got {args.lengths}")
+    args.cells = tuple(c for c in args.cells.split(",") if c)
+    unknown = [c for c in args.cells if c not in CELLS]
+    if unknown or not args.cells:
+        raise ValueError(f"long_memory: --cells {unknown or '(none)'}; choose from {CELLS}")
+    args.cells = tuple(c for c in CELLS if c in args.cells)  # the table's order
+    return args
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = common.parse_args(argv, __doc__.splitlines()[0])
+    args = parse_args(argv)
     seeds = args.seeds
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
     verdicts: dict[str, str] = {}
-    settings = plan(args.tiny)
+    settings = plan(args.tiny, args.lengths, args.cells)
+    budget = args.lengths is None and args.cells == CELLS and args.updates == UPDATES
     for task, t, cells in settings:
         intervals = {}
         for cell in cells:
-            out = run_setting(task, t, cell, tiny=args.tiny, seeds=seeds)
+            out = run_setting(task, t, cell, tiny=args.tiny, seeds=seeds, updates=args.updates)
             records.append(out["record"])
             intervals[cell] = out["interval"]
             print(f"{NAME}: {_label(task, t)} {cell} {out['record']['wall_s']:.0f} s", flush=True)
@@ -292,7 +341,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "md": common.write_result(
             args.out,
             NAME,
-            title="Long memory beyond the LSTM: six long-range cells at T = 500-1000",
+            title="Long memory beyond the LSTM: six long-range cells at T = "
+            f"{min(t for _, t, _ in settings)}-{max(t for _, t, _ in settings)}",
             claim="The LSTM's memory reaches medium ranges (whitepaper sections 15, 24); the "
             "recurrences built so their gradients neither vanish nor explode (IndRNN, expRNN, "
             "coRNN) and the linear recurrences trained in parallel over time (LRU, minGRU, "
@@ -306,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "thresholds": {"adding_mse": ADDING_SOLVED, "copy_recall_accuracy": COPY_SOLVED},
                 "estimated_minutes": estimated_minutes(),
             },
-            setup=_setup(hidden, batch, updates, first["eval_sequences"], settings),
+            setup=_setup(hidden, batch, updates, first["eval_sequences"], settings, budget=budget),
             seeds=seeds,
             wall_s=wall,
             verdict=_sentence(records, verdicts),
@@ -346,8 +396,23 @@ def _entry(record: dict[str, Any]) -> str:
     return text
 
 
-def _setup(hidden: int, batch: int, updates: int, eval_sequences: int, settings) -> str:
+def _setup(
+    hidden: int, batch: int, updates: int, eval_sequences: int, settings, budget: bool = True
+) -> str:
     lengths = {task: [str(t) for k, t, _ in settings if k == task] for task in TASKS}
+    if budget:
+        sizes = (
+            f"Sizes from the 60-minute budget, chosen before the run from a probe "
+            f"of each cell at T = 1000 (about 3.9 s per update of all eight cells, 5 seeds, with "
+            f"other jobs on the machine): two lengths per task at {updates} updates (estimate "
+            f"{estimated_minutes():.0f} min); three lengths (T = 500, 1000, 2000) would leave "
+            f"{updates_within(60, THREE_LENGTHS)} updates each, so T = 2000 is left out."
+        )
+    else:
+        sizes = (
+            "Updates, lengths and cells set on the command line (`--updates`, `--lengths`, "
+            "`--cells`), not the 60-minute default."
+        )
     return (
         f"Adding problem (T steps, MSE, baseline 1/6) and copy memory (delay T, T + 20 steps, "
         f"baseline 10 ln 8 / (T + 20) nats; accuracy on the 10 recall steps, chance 1/8) at "
@@ -359,11 +424,7 @@ def _setup(hidden: int, batch: int, updates: int, eval_sequences: int, settings)
         f"settings: LSTM and GRU 1e-2; IndRNN two ReLU layers, 2e-4, |u| <= 2^(1/T) for the "
         f"sequence's T; expRNN Henaff initialisation, 1e-3; coRNN dt 0.06, gamma 66, epsilon "
         f"15, 2e-2; LRU ring 0.9-0.999, phases up to pi/10, 1e-3; minGRU and minLSTM log "
-        f"space, 1e-3). Sizes from the 60-minute budget, chosen before the run from a probe "
-        f"of each cell at T = 1000 (about 3.9 s per update of all eight cells, 5 seeds, with "
-        f"other jobs on the machine): two lengths per task at {updates} updates (estimate "
-        f"{estimated_minutes():.0f} min); three lengths (T = 500, 1000, 2000) would leave "
-        f"{updates_within(60, THREE_LENGTHS)} updates each, so T = 2000 is left out. The published runs are much longer, and IndRNN and coRNN "
+        f"space, 1e-3). {sizes} The published runs are much longer, and IndRNN and coRNN "
         f"use 128 units. Solved: adding eval MSE < {ADDING_SOLVED}; "
         f"copy recall accuracy > {COPY_SOLVED}. Verdicts: each long-range cell against the "
         f"LSTM (`stats.verdicts`, claim 'better'), and every cell against the baseline "

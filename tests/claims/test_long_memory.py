@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -149,3 +150,38 @@ def test_budget_estimate_recomputed():
         < m.estimated_minutes(m.THREE_LENGTHS, three + 1)
     )
     assert m.updates_within(60, m.LENGTHS) >= m.UPDATES
+
+
+def test_command_line_sizes_reach_the_plan_and_the_configs():
+    default = long_memory.parse_args(["--tiny"])
+    assert default.updates == long_memory.UPDATES and default.lengths is None
+    assert default.cells == long_memory.CELLS
+    args = long_memory.parse_args(
+        ["--updates", "5000", "--lengths", "500,2000", "--cells", "cornn,lstm"]
+    )
+    assert args.updates == 5000 and args.lengths == (500, 2000)
+    assert args.cells == ("lstm", "cornn")  # the table's order
+    settings = long_memory.plan(False, args.lengths, args.cells)
+    assert settings == [
+        (task, t, ("lstm", "cornn")) for task in long_memory.TASKS for t in (500, 2000)
+    ]
+    cfg = long_memory.config_for("adding", 2000, "cornn", tiny=False, seeds=[0], updates=5000)
+    assert cfg.train.steps == 5000 and cfg.task.options["length"] == 2000
+    budget = long_memory._setup(64, 32, 200, 512, settings, budget=True)
+    chosen = long_memory._setup(64, 32, 5000, 512, settings, budget=False)
+    assert "60-minute budget" in budget and "60-minute budget" not in chosen
+    assert "`--updates`" in chosen and "5000 Adam updates" in chosen
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["--cells", "lstm,transformer"], "--cells ['transformer']"),
+        (["--lengths", "500,long"], "--lengths takes comma-separated integers"),
+        (["--lengths", "0"], "--lengths must be >= 1"),
+        (["--updates", "0"], "--updates must be >= 1"),
+    ],
+)
+def test_bad_command_line_sizes_are_refused_before_any_training(argv, names):
+    with pytest.raises(ValueError, match=re.escape(names)):
+        long_memory.parse_args(argv)
