@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import io
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 import seqjax
 from seqjax.experiment.runner import CompileClock
-from seqjax.experiment.runs import git_commit, read_metrics, run_labels
+from seqjax.experiment.runs import git_commit, read_metrics, run_labels, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAKS = (1e-2, 3e-2)
@@ -184,6 +185,23 @@ def seqjax_version() -> str:
 def test_git_commit_is_none_outside_a_repository(tmp_path):
     assert git_commit(tmp_path) is None
     assert git_commit(tmp_path / "missing" / "config.yaml") is None
+
+
+def test_atomic_writes_get_the_permissions_open_would_give(tmp_path):
+    # New files: 0o666 less the umask (not the private mode of the temporary file); an
+    # existing file keeps its own mode.
+    old = os.umask(0o027)
+    try:
+        write_atomic(tmp_path / "new.json", "{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    kept = tmp_path / "kept.txt"
+    kept.write_text("old")
+    kept.chmod(0o604)
+    write_atomic(kept, b"new")
+    assert kept.read_text() == "new" and kept.stat().st_mode & 0o777 == 0o604
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_run_labels_are_grid_major_like_the_runs():

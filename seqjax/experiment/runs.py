@@ -57,13 +57,38 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (changing it,
+    even for an instant, would race with files other threads create, such as checkpoints)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     """Writes ``data`` (text or bytes) to ``path`` via a temporary file in the same folder
-    and ``os.replace``: a reader sees the old file or the new one, never a torn one."""
+    and ``os.replace``: a reader sees the old file or the new one, never a torn one.
+
+    The file gets the permissions ``open`` would give it: those of the file it replaces, or
+    0o666 less the umask for a new one (a results folder others on the machine can read
+    where the umask allows it; the temporary file alone would be private to its owner).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
