@@ -509,7 +509,6 @@ def main(argv: list[str] | None = None) -> dict:
         "memory": memory,
         "quick": args.quick,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     benchutil.write_json(args.out, result)
     print(f"\nwrote {args.out}")
     return result

@@ -32,9 +32,10 @@ import seqjax
 from seqjax.experiment.runs import write_atomic
 
 try:
-    from experiments.claims import common
+    from experiments.claims import common, stats
 except ImportError:  # run as a script
     import common  # type: ignore[no-redef]
+    import stats  # type: ignore[no-redef]
 
 EXPERIMENTS = [
     "long_range",
@@ -93,7 +94,7 @@ def _header(total_s: float | None) -> str:
     return "\n".join(lines)
 
 
-VERDICTS = ("reproduces", "contradicted", "inconclusive")
+VERDICTS = (stats.REPRODUCES, stats.CONTRADICTED, stats.INCONCLUSIVE)
 
 
 def count_verdicts(verdicts: Any) -> dict[str, int]:
@@ -122,9 +123,9 @@ def at_a_glance(out: Path) -> str:
         data = json.loads(path.read_text())
         counts = count_verdicts(data.get("verdicts", {}))
         rows.append(
-            f"| {data.get('title', name)} | {counts['reproduces']} | {counts['contradicted']} | "
-            f"{counts['inconclusive']} | {len(data.get('seeds') or [])} | "
-            f"{data.get('wall_time_s', 0.0) / 60:.1f} |"
+            f"| {data.get('title', name)} | "
+            + " | ".join(str(counts[v]) for v in VERDICTS)
+            + f" | {len(data.get('seeds') or [])} | {data.get('wall_time_s', 0.0) / 60:.1f} |"
         )
     if not rows:
         return ""
