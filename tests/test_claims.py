@@ -59,6 +59,28 @@ def test_collect_pastes_sections_in_order_and_lists_missing(tmp_path):
     assert f"| Title of {names[0]} | 0 | 0 | 0 | 2 | 1.0 |" in text
 
 
+def test_collect_appends_followups_after_the_experiments_with_their_figures(tmp_path):
+    names = run_all.EXPERIMENTS
+    for name in names:
+        _fake(tmp_path, name, [0, 1])
+    results = tmp_path / "RESULTS.md"
+    run_all.collect(tmp_path, results)
+    assert "# Follow-ups" not in results.read_text()
+    assert "no setting was tuned after seeing its result." in results.read_text()
+    for folder in ("b_second", "a_first"):
+        (tmp_path / "followups" / folder).mkdir(parents=True)
+        _fake(tmp_path / "followups" / folder, names[0], [0, 1])
+    run_all.collect(tmp_path, results)
+    text = results.read_text()
+    last = text.index(f"## {names[-1]}\n")
+    first, second = (
+        text.index(f"](followups/{f}/{names[0]}.png)") for f in ("a_first", "b_second")
+    )
+    assert last < text.index("# Follow-ups") < first < second
+    assert "except in the follow-ups at the end" in text
+    assert "| Title of" in text and text.count(f"| Title of {names[0]} |") == 1  # not at a glance
+
+
 def test_at_a_glance_counts_every_verdict_nested_or_flat(tmp_path):
     verdicts = {
         "lstm @ T=10": "reproduces",

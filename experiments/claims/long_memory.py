@@ -279,12 +279,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The common flags plus ``--updates``, ``--lengths`` and ``--cells`` (defaults: the
     budget's sizes), each checked before any training."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--updates", type=int, default=UPDATES, help=f"default {UPDATES}")
+    parser.add_argument("--updates", type=int, default=None, help=f"default {UPDATES}")
     parser.add_argument(
         "--lengths", default=None, help="T for both tasks, e.g. 500,1000,2000 (default 500,1000)"
     )
-    parser.add_argument("--cells", default=",".join(CELLS), help="comma-separated cells")
+    parser.add_argument("--cells", default=None, help="comma-separated cells (default: all)")
     args = common.parse_args(argv, parser.description, parser)
+    given = [f"--{k}" for k in ("updates", "lengths", "cells") if getattr(args, k) is not None]
+    if args.tiny and given:
+        raise ValueError(
+            f"long_memory: --tiny runs its own fixed sizes and would ignore {', '.join(given)}; "
+            "drop one or the other"
+        )
+    args.updates = UPDATES if args.updates is None else args.updates
+    args.cells = ",".join(CELLS) if args.cells is None else args.cells
     if args.updates < 1:
         raise ValueError(f"long_memory: --updates must be >= 1, got {args.updates}")
     try:

@@ -24,11 +24,20 @@ Sizes, fixed from the budget and the published setting before any run:
   there may be the budget's (Arjovsky et al. 2016 train for thousands of updates more).
 
     python experiments/claims/long_range.py [--seeds 0-4] [--tiny] [--out DIR]
+
+A follow-up run on some of the cells at another Adam learning rate (its page names the
+command and says the rate is not the configs'), into its own folder::
+
+    python experiments/claims/long_range.py --cells irnn --learning-rate 1e-3 \
+        --out experiments/results/claims/followups/long_range_irnn_adam_1e-3
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import shlex
+import sys
 import time
 from typing import Any
 
@@ -118,16 +127,73 @@ def breaking_length(records: list[dict[str, Any]], cell: str) -> int | None:
     return max(held) if held else None
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The common flags plus ``--cells`` (a subset of `CELLS`, in the table's order; default
+    all, `TINY_CELLS` at ``--tiny``) and ``--learning-rate`` (Adam's rate for every cell run,
+    instead of each config's; default None: the configs'), checked before any training."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", default=None, help=f"comma-separated, from {CELLS}")
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="Adam's rate for every cell run"
+    )
+    args = common.parse_args(argv, parser.description, parser)
+    args.command_line = args.cells is not None or args.learning_rate is not None
+    if args.cells is None:
+        args.cells = TINY_CELLS if args.tiny else CELLS
+    else:
+        chosen = [c for c in args.cells.split(",") if c]
+        unknown = [c for c in chosen if c not in CELLS]
+        if unknown or not chosen:
+            raise ValueError(f"long_range: --cells {unknown or '(none)'}; choose from {CELLS}")
+        args.cells = tuple(c for c in CELLS if c in chosen)
+    lr = args.learning_rate
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"long_range: --learning-rate must be a positive number, got {lr}")
+    return args
+
+
+def setting_config(
+    cell: str,
+    length: int,
+    *,
+    tiny: bool,
+    seeds: list[int],
+    hidden: int,
+    batch: int,
+    steps: int,
+    learning_rate: float | None = None,
+):
+    """``configs/adding/<cell>.yaml`` at T = ``length`` with this experiment's sizes (and
+    ``learning_rate`` instead of the config's, when given)."""
+    optimizer = {} if learning_rate is None else {"optimizer": {"learning_rate": learning_rate}}
+    return common.config(
+        f"adding/{cell}.yaml",
+        tiny=tiny,
+        name=f"adding-{cell}-T{length}",
+        seeds=seeds,
+        task={"length": length},
+        model={"hidden_size": hidden},
+        train={
+            "steps": steps,
+            "batch_size": batch,
+            "chunk_size": min(100, steps),
+            "eval_every": None,
+        },
+        **optimizer,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = common.parse_args(argv, __doc__.splitlines()[0])
+    args = parse_args(argv)
+    cells, lr = args.cells, args.learning_rate
     if args.tiny:
-        cells, lengths, hidden, batch = TINY_CELLS, TINY_LENGTHS, TINY_HIDDEN, TINY_BATCH
+        lengths, hidden, batch = TINY_LENGTHS, TINY_HIDDEN, TINY_BATCH
 
         def updates(cell: str, length: int) -> int:
             del cell, length
             return TINY_UPDATES
     else:
-        cells, lengths, hidden, batch, updates = CELLS, LENGTHS, HIDDEN, BATCH, updates_for
+        lengths, hidden, batch, updates = LENGTHS, HIDDEN, BATCH, updates_for
     control = min(lengths)
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
@@ -136,19 +202,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         intervals[length] = {}
         for cell in cells:
             steps = updates(cell, length)
-            cfg = common.config(
-                f"adding/{cell}.yaml",
+            cfg = setting_config(
+                cell,
+                length,
                 tiny=args.tiny,
-                name=f"adding-{cell}-T{length}",
                 seeds=args.seeds,
-                task={"length": length},
-                model={"hidden_size": hidden},
-                train={
-                    "steps": steps,
-                    "batch_size": batch,
-                    "chunk_size": min(100, steps),
-                    "eval_every": None,
-                },
+                hidden=hidden,
+                batch=batch,
+                steps=steps,
+                learning_rate=lr,
             )
             res = common.train(cfg)
             record, interval = common.setting(
@@ -178,11 +240,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cell: at[cell, control]["solved_fraction"] >= SOLVED_FRACTION - 1e-12 for cell in cells
     }
     table = _table(records, cells, lengths, breaking)
+    title = "Breaking length on the adding problem: tanh RNN, IRNN, LSTM, GRU (claim 1)"
+    setup = _setup(args.tiny, cells, lengths, hidden, batch, updates)
+    if args.command_line:
+        title = f"Breaking length on the adding problem: {', '.join(cells)}" + (
+            "" if lr is None else f" at Adam {lr:g}"
+        )
+        command = argv if argv is not None else sys.argv[1:]
+        setup += (
+            f" Settings from the command line (`python experiments/claims/long_range.py "
+            f"{shlex.join(command)}`): "
+            + (
+                "the configs' rates"
+                if lr is None
+                else f"Adam {lr:g} for {', '.join(cells)}, not the configs' rates"
+            )
+            + ", not the experiment's planned run."
+        )
     return {
         "md": common.write_result(
             args.out,
             NAME,
-            title="Breaking length on the adding problem: tanh RNN, IRNN, LSTM, GRU (claim 1)",
+            title=title,
             claim="A tanh RNN struggles to learn long-range dependencies; the LSTM's additive "
             "cell state dramatically improves on it, and the GRU competes with the LSTM "
             "(whitepaper sections 9, 15, 16, 19). Here: the gated cells solve the adding "
@@ -198,8 +277,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "breaking_length": breaking,
                 "control_length": control,
                 "control_solved": control_ok,
+                "learning_rate": lr,
             },
-            setup=_setup(args.tiny, cells, lengths, hidden, batch, updates),
+            setup=setup,
             seeds=args.seeds,
             wall_s=wall,
             verdict=_sentence(verdicts, cells, lengths, breaking, control, control_ok),

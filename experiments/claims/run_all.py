@@ -8,7 +8,9 @@
 
 Each experiment writes ``<out>/<name>.{md,json,png}``; RESULTS.md is the concatenation of the
 Markdown sections found in ``<out>``, in the order of `EXPERIMENTS`, with a header that names
-the machine and library versions. An experiment whose JSON in ``<out>`` was written with the
+the machine and library versions, followed by the follow-ups: runs in folders under
+``<out>/followups/`` (each written by a script's command-line settings, chosen after seeing the
+results above them, which their pages name). An experiment whose JSON in ``<out>`` was written with the
 same seeds is skipped unless ``--force`` is given, so an interrupted invocation continues where
 it stopped. Progress (which experiment, its expected and measured minutes, the time left by the
 experiments' budgets) is printed as it goes. Experiments that have not been run are listed as
@@ -63,7 +65,11 @@ def _module(name: str):
         return importlib.import_module(name)
 
 
-def _header(total_s: float | None) -> str:
+FOLLOWUPS = "followups"
+"""The folder under ``<out>`` whose sub-folders hold follow-up runs, one run per sub-folder."""
+
+
+def _header(total_s: float | None, followups: bool = False) -> str:
     import jax
 
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -86,7 +92,13 @@ def _header(total_s: float | None) -> str:
         "the other side) or **inconclusive** (no model left the task's baseline, so the "
         "budget decided, or the intervals overlap). Sizes fit the whole page into about "
         "three hours on 2 CPU cores; each section says its sizes and how they were chosen, "
-        "and no setting was tuned after seeing its result.",
+        "and no setting was tuned after seeing its result"
+        + (
+            ", except in the follow-ups at the end, which were chosen after seeing the "
+            "results above them and say what they change."
+            if followups
+            else "."
+        ),
         "",
     ]
     if total_s is not None:
@@ -145,8 +157,10 @@ def at_a_glance(out: Path) -> str:
 
 
 def collect(out: Path, results: Path, total_s: float | None = None) -> Path:
-    """Writes ``results`` from the Markdown sections in ``out`` (missing ones are listed)."""
-    parts = [_header(total_s)]
+    """Writes ``results`` from the Markdown sections in ``out`` (missing ones are listed), then
+    the follow-ups' sections (`FOLLOWUPS`), in the order of their folder names."""
+    followups = sorted((out / FOLLOWUPS).glob("*/*.md"))
+    parts = [_header(total_s, followups=bool(followups))]
     walls = [json.loads(f.read_text()).get("wall_time_s", 0.0) for f in out.glob("*.json")]
     if walls:
         parts.append(
@@ -171,6 +185,17 @@ def collect(out: Path, results: Path, total_s: float | None = None) -> Path:
             + "\n".join(f"- `{m}` (`python -m experiments.claims.{m}`)" for m in missing)
             + "\n"
         )
+    if followups:
+        parts.append(
+            "# Follow-ups\n\n"
+            "Runs whose settings were chosen after seeing the results above (each page names "
+            "its command and what it changes), so their verdicts are exploratory: a "
+            "setting picked because the planned one failed has had a second chance the "
+            "others did not.\n"
+        )
+    for md in followups:
+        folder = f"{prefix}{FOLLOWUPS}/{md.parent.name}/"
+        parts.append(md.read_text().replace("](results/claims/", f"]({folder}"))
     write_atomic(results, "\n".join(parts))
     return results
 

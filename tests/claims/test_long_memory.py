@@ -180,6 +180,7 @@ def test_command_line_sizes_reach_the_plan_and_the_configs():
         (["--lengths", "500,long"], "--lengths takes comma-separated integers"),
         (["--lengths", "0"], "--lengths must be >= 1"),
         (["--updates", "0"], "--updates must be >= 1"),
+        (["--tiny", "--updates", "50", "--cells", "lstm"], "ignore --updates, --cells"),
     ],
 )
 def test_bad_command_line_sizes_are_refused_before_any_training(argv, names):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import jax
 import numpy as np
@@ -140,3 +141,24 @@ def test_budget_follows_the_reference_speeds():
     )
     assert long_range.estimate_minutes() == pytest.approx(seconds / 60)
     assert long_range.estimate_minutes() <= long_range.BUDGET_MIN <= 15
+
+
+def test_followup_flags_reach_the_configs_and_bad_ones_are_refused():
+    default = long_range.parse_args([])
+    assert default.cells == long_range.CELLS and default.learning_rate is None
+    assert not default.command_line
+    assert long_range.parse_args(["--tiny"]).cells == long_range.TINY_CELLS
+    args = long_range.parse_args(["--cells", "gru,irnn", "--learning-rate", "1e-3"])
+    assert args.cells == ("irnn", "gru") and args.learning_rate == 1e-3 and args.command_line
+    sizes = {"tiny": False, "seeds": [0], "hidden": 64, "batch": 64, "steps": 1000}
+    cfg = long_range.setting_config("irnn", 50, learning_rate=1e-3, **sizes)
+    assert cfg.optimizer.learning_rate == 1e-3 and cfg.task.options["length"] == 50
+    as_shipped = long_range.setting_config("irnn", 50, **sizes)
+    assert as_shipped.optimizer.learning_rate == 1e-4  # configs/adding/irnn.yaml
+    for argv, names in [
+        (["--cells", "irnn,lru"], "--cells ['lru']"),
+        (["--cells", ","], "--cells (none)"),
+        (["--learning-rate", "0"], "--learning-rate must be a positive number, got 0.0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(names)):
+            long_range.parse_args(argv)
