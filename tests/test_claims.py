@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -153,6 +154,29 @@ def test_setting_updates_to_solve_from_train_curves():
     record, interval = common.setting([0, 1], [0.001, 0.2], threshold=0.01, curves=(steps, loss))
     assert record["updates_to_solve"] == [200, None]
     assert interval == stats.bootstrap_interval([0.001, 0.2])
+
+
+def test_train_returns_the_setting_when_every_run_diverged():
+    """An IRNN (ReLU, identity start) at Adam 1e10 overflows within a few updates."""
+    cfg = common.config(
+        "adding/irnn.yaml",
+        tiny=True,
+        seeds=[0, 1],
+        task={"length": 6},
+        model={"hidden_size": 8},
+        optimizer={"learning_rate": 1e10},
+        train={"steps": 30, "batch_size": 8, "chunk_size": 10, "eval_every": None},
+    )
+    with jax.numpy_dtype_promotion("standard"):  # Optax's Adam mixes dtypes
+        res = common.train(cfg)
+    assert "every run diverged" in res["summary"]["diverged"]
+    assert res["summary"]["baseline"] == pytest.approx(1 / 6)
+    assert res["eval_loss"].shape == (2,) and np.isnan(res["eval_loss"]).all()
+    record, _ = common.setting(
+        [0, 1], res["eval_loss"], threshold=0.01, curves=(res["steps"], res["loss"])
+    )
+    assert record["solved"] == [False, False] and record["updates_to_solve"] == [None, None]
+    assert record["values"] == [None, None]  # inf, the worst loss, written as None
 
 
 def test_cell_text():

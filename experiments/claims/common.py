@@ -24,8 +24,16 @@ from typing import Any
 import numpy as np
 
 import seqjax
-from seqjax.experiment import ExperimentConfig, config_from_data, dump_config, parse_yaml
+from seqjax.experiment import (
+    ExperimentConfig,
+    config_from_data,
+    dump_config,
+    grid_cells,
+    parse_yaml,
+    task_from_config,
+)
 from seqjax.experiment.runs import write_atomic, write_json_atomic
+from seqjax.train import NonFiniteError
 
 try:
     from experiments.claims import stats
@@ -125,7 +133,7 @@ def setting(
     per_seed = None
     if curves is not None:
         steps, curve = curves
-        curve = np.asarray(curve, dtype=np.float64).reshape(len(steps), -1)
+        curve = np.asarray(curve, dtype=np.float64).reshape(len(steps), v.size)
         per_seed = (np.asarray(steps).astype(int), curve.T)
     record = stats.summarize(
         seeds, v, threshold=threshold, higher_is_better=higher_is_better, curves=per_seed
@@ -189,10 +197,14 @@ def train(cfg: ExperimentConfig) -> dict[str, Any]:
       ``{"summary": the summary.json dict, "steps": [N], "loss": [N, S], "grad_norm": [N, S],
       "eval_loss": [S], "eval_accuracy": [S] or None, "wall_s": float, "config": YAML,
       "diagnostics": the ``diagnostics.npz`` arrays when ``cfg.diagnostics`` is set, else
-      None}``.
+      None}``. When every run diverged (`seqjax.train.NonFiniteError`), that is the setting's
+      result: `diverged_result`.
     """
     start = time.perf_counter()
-    result = seqjax.run(cfg, progress=False)
+    try:
+        result = seqjax.run(cfg, progress=False)
+    except NonFiniteError as err:
+        return diverged_result(cfg, str(err), time.perf_counter() - start)
     wall = time.perf_counter() - start
     steps, curves = logged(cfg, result.metrics, ("loss", "grad_norm"))
     final = result.summary["eval"]
@@ -207,6 +219,32 @@ def train(cfg: ExperimentConfig) -> dict[str, Any]:
         "wall_s": wall,
         "config": dump_config(cfg),
         "diagnostics": result.diagnostics,
+    }
+
+
+def diverged_result(cfg: ExperimentConfig, message: str, wall_s: float) -> dict[str, Any]:
+    """`train`'s result for a config whose every run diverged: final values NaN for every run
+    (which `setting` counts as the worst), no logged curve, the summary's ``"diverged"`` the
+    error's message and its ``"baseline"`` the task's; the other summary figures None."""
+    runs = len(cfg.seeds) * len(grid_cells(cfg))
+    nan = np.full(runs, np.nan)
+    empty = np.zeros((0, runs))
+    return {
+        "summary": {
+            "baseline": task_from_config(cfg.task).baseline,
+            "diverged": message,
+            "steps_per_s": None,
+            "compile_time_s": None,
+            "num_params": None,
+        },
+        "steps": np.zeros(0, dtype=int),
+        "loss": empty,
+        "grad_norm": empty,
+        "eval_loss": nan,
+        "eval_accuracy": nan.copy(),
+        "wall_s": wall_s,
+        "config": dump_config(cfg),
+        "diagnostics": None,
     }
 
 

@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 left_baseline=stats.left_baseline(interval, BASELINE),
                 wall_s=res["wall_s"],
                 steps_per_s=res["summary"]["steps_per_s"],
+                every_run_diverged="diverged" in res["summary"],
             )
             records.append(record)
             intervals[length][cell] = interval
