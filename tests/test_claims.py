@@ -169,7 +169,8 @@ def test_train_returns_the_setting_when_every_run_diverged():
     )
     with jax.numpy_dtype_promotion("standard"):  # Optax's Adam mixes dtypes
         res = common.train(cfg)
-    assert "every run diverged" in res["summary"]["diverged"]
+    assert "every run diverged" in res["summary"]["error"]
+    assert res["summary"]["diverged"] == [True, True]
     assert res["summary"]["baseline"] == pytest.approx(1 / 6)
     assert res["eval_loss"].shape == (2,) and np.isnan(res["eval_loss"]).all()
     record, _ = common.setting(

@@ -224,15 +224,17 @@ def train(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def diverged_result(cfg: ExperimentConfig, message: str, wall_s: float) -> dict[str, Any]:
     """`train`'s result for a config whose every run diverged: final values NaN for every run
-    (which `setting` counts as the worst), no logged curve, the summary's ``"diverged"`` the
-    error's message and its ``"baseline"`` the task's; the other summary figures None."""
+    (which `setting` counts as the worst), no logged curve, the summary's ``"diverged"`` True
+    for every run (as a run's summary flags its diverged runs), ``"error"`` the error's message
+    and ``"baseline"`` the task's; the other summary figures None."""
     runs = len(cfg.seeds) * len(grid_cells(cfg))
     nan = np.full(runs, np.nan)
     empty = np.zeros((0, runs))
     return {
         "summary": {
             "baseline": task_from_config(cfg.task).baseline,
-            "diverged": message,
+            "diverged": [True] * runs,
+            "error": message,
             "steps_per_s": None,
             "compile_time_s": None,
             "num_params": None,

@@ -24,6 +24,7 @@ Sizes, fixed from the budget and the published setting before any run:
   there may be the budget's (Arjovsky et al. 2016 train for thousands of updates more).
 
     python experiments/claims/long_range.py [--seeds 0-4] [--tiny] [--out DIR]
+    python experiments/claims/long_range.py --replot [--out DIR]   # the figure, from the JSON
 
 A follow-up run on some of the cells at another Adam learning rate (its page names the
 command and says the rate is not the configs'), into its own folder::
@@ -35,10 +36,12 @@ command and says the rate is not the configs'), into its own folder::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,6 +139,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--learning-rate", type=float, default=None, help="Adam's rate for every cell run"
     )
+    parser.add_argument(
+        "--replot", action="store_true", help="only draw --out's figure again from its JSON"
+    )
     args = common.parse_args(argv, parser.description, parser)
     args.command_line = args.cells is not None or args.learning_rate is not None
     if args.cells is None:
@@ -185,6 +191,8 @@ def setting_config(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.replot:
+        return {"png": replot(args.out)}
     cells, lr = args.cells, args.learning_rate
     if args.tiny:
         lengths, hidden, batch = TINY_LENGTHS, TINY_HIDDEN, TINY_BATCH
@@ -228,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 left_baseline=stats.left_baseline(interval, BASELINE),
                 wall_s=res["wall_s"],
                 steps_per_s=res["summary"]["steps_per_s"],
-                every_run_diverged="diverged" in res["summary"],
+                diverged=res["summary"]["diverged"],
             )
             records.append(record)
             intervals[length][cell] = interval
@@ -249,14 +257,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         command = argv if argv is not None else sys.argv[1:]
         setup += (
-            f" Settings from the command line (`python experiments/claims/long_range.py "
-            f"{shlex.join(command)}`): "
+            " **This run is not the planned experiment**: its settings came from the command "
+            f"line (`python experiments/claims/long_range.py {shlex.join(command)}`), "
             + (
-                "the configs' rates"
+                f"cells {', '.join(cells)} at their configs' rates."
                 if lr is None
-                else f"Adam {lr:g} for {', '.join(cells)}, not the configs' rates"
+                else f"Adam {lr:g} for {', '.join(cells)} instead of the rates above."
             )
-            + ", not the experiment's planned run."
         )
     return {
         "md": common.write_result(
@@ -410,10 +417,16 @@ def _sentence(verdicts, cells, lengths, breaking, control, control_ok) -> str:
     return " ".join(parts)
 
 
+OFF_SCALE = 1.0
+"""The MSE figure's top: a mean above it (six times the baseline), or a seed that diverged,
+is drawn as an open triangle at the top edge."""
+
+
 def _figure(records, cells, lengths):
     plt = common.figure()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
     markers = "osD^v<>"
+    off_label = f"mean > {OFF_SCALE:g} or a seed diverged"
     for k, cell in enumerate(cells):
         rs = sorted((r for r in records if r["cell"] == cell), key=lambda r: r["length"])
         # Each cell's points shifted a little along the log T axis, so equal values stay visible.
@@ -423,14 +436,26 @@ def _figure(records, cells, lengths):
         mean = np.array([np.nan if r["mean"] is None else r["mean"] for r in rs])
         low = np.array([np.nan if r["ci95"][0] is None else r["ci95"][0] for r in rs])
         high = np.array([np.nan if r["ci95"][1] is None else r["ci95"][1] for r in rs])
-        ok = np.isfinite(mean) & np.isfinite(low) & np.isfinite(high)
-        ax2.errorbar(
+        off = ~np.isfinite(mean) | (mean > OFF_SCALE)
+        ok = ~off & np.isfinite(low) & np.isfinite(high)
+        bars = ax2.errorbar(
             xs[ok],
             mean[ok],
-            yerr=[mean[ok] - low[ok], high[ok] - mean[ok]],
+            yerr=[mean[ok] - low[ok], np.minimum(high[ok], OFF_SCALE) - mean[ok]],
             capsize=3,
             **style,
         )
+        if off.any():
+            ax2.scatter(
+                xs[off],
+                np.full(off.sum(), OFF_SCALE * 0.8),
+                marker="^",
+                s=60,
+                facecolors="none",
+                edgecolors=bars[0].get_color(),
+                label=off_label,
+            )
+            off_label = None  # one legend entry for all cells
     ax1.axhline(SOLVED_FRACTION, ls=":", c="gray", lw=0.8, label=f"{SOLVED_FRACTION:.0%}")
     ax1.set(
         xscale="log",
@@ -449,15 +474,32 @@ def _figure(records, cells, lengths):
         yscale="log",
         xlabel="T",
         ylabel="eval MSE",
+        ylim=(None, OFF_SCALE),
         title="mean eval MSE (95% bootstrap interval)",
     )
     for ax in (ax1, ax2):
         ax.set_xticks([], minor=True)
         ax.set_xticks(list(lengths), [str(t) for t in lengths])
-    ax1.legend(fontsize=8)
-    ax2.legend(fontsize=8)
+    # Below the axes, so that no curve is hidden.
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=5)
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
     fig.tight_layout()
     return fig
+
+
+def replot(folder: str | Path) -> Path:
+    """Draws ``<folder>/long_range.png`` again from ``<folder>/long_range.json`` (no
+    training); returns the figure's path."""
+    folder = Path(folder)
+    source = folder / f"{NAME}.json"
+    if not source.is_file():
+        raise FileNotFoundError(f"long_range --replot: {source} does not exist")
+    data = json.loads(source.read_text())
+    fig = _figure(data["settings"], data["cells"], data["lengths"])
+    png = folder / f"{NAME}.png"
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+    common.figure().close(fig)
+    return png
 
 
 PUBLISHED = (
@@ -477,4 +519,5 @@ PUBLISHED = (
 
 if __name__ == "__main__":
     seqjax.xla.configure()  # before JAX starts: XLA reads its flags once
-    print(main()["md"])
+    done = main()
+    print(done.get("md") or done["png"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
 import jax
 import numpy as np
 import pytest
+from matplotlib.collections import PathCollection
 
 from experiments.claims import long_range
 from seqjax import tasks
@@ -162,3 +164,22 @@ def test_followup_flags_reach_the_configs_and_bad_ones_are_refused():
     ]:
         with pytest.raises(ValueError, match=re.escape(names)):
             long_range.parse_args(argv)
+
+
+def test_replot_draws_the_figure_again_with_off_scale_points_marked(result, tmp_path):
+    _, data = result
+    settings = [dict(r) for r in data["settings"]]
+    settings[0].update(mean=None, ci95=[None, None])  # a diverged seed: mean inf
+    settings[-1].update(mean=3.0, ci95=[0.1, 9.0])  # above the figure's top
+    (tmp_path / "long_range.json").write_text(json.dumps({**data, "settings": settings}))
+    png = long_range.main(["--replot", "--out", str(tmp_path)])["png"]
+    assert png == tmp_path / "long_range.png" and png.stat().st_size > 0
+    fig = long_range._figure(settings, data["cells"], data["lengths"])
+    mse = fig.axes[1]
+    marks = [c for c in mse.collections if isinstance(c, PathCollection)]  # not error bars
+    assert [len(c.get_offsets()) for c in marks] == [1, 1]  # one per cell
+    labels = [c.get_label() for c in marks if not c.get_label().startswith("_")]
+    assert labels == [f"mean > {long_range.OFF_SCALE:g} or a seed diverged"]  # one entry
+    assert mse.get_ylim()[1] == long_range.OFF_SCALE
+    with pytest.raises(FileNotFoundError, match=re.escape("long_range.json does not exist")):
+        long_range.main(["--replot", "--out", str(tmp_path / "none")])
