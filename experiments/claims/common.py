@@ -307,6 +307,13 @@ def figure():
     return plt
 
 
+def save_figure(fig, png: Path) -> Path:
+    """Saves ``fig`` as the PNG every claim page shows (110 dpi, tight) and closes it."""
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+    figure().close(fig)
+    return png
+
+
 def write_result(
     out: str | Path,
     name: str,
@@ -340,11 +347,7 @@ def write_result(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    png = None
-    if fig is not None:
-        png = out / f"{name}.png"
-        fig.savefig(png, dpi=110, bbox_inches="tight")
-        figure().close(fig)
+    png = None if fig is None else save_figure(fig, out / f"{name}.png")
     parts = [
         f"## {title}",
         "",

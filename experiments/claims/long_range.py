@@ -144,6 +144,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = common.parse_args(argv, parser.description, parser)
     args.command_line = args.cells is not None or args.learning_rate is not None
+    if args.replot and (args.command_line or args.tiny):
+        raise ValueError(
+            "long_range: --replot only draws --out's figure from its JSON; it takes no "
+            "--cells, --learning-rate or --tiny"
+        )
     if args.cells is None:
         args.cells = TINY_CELLS if args.tiny else CELLS
     else:
@@ -496,10 +501,7 @@ def replot(folder: str | Path) -> Path:
         raise FileNotFoundError(f"long_range --replot: {source} does not exist")
     data = json.loads(source.read_text())
     fig = _figure(data["settings"], data["cells"], data["lengths"])
-    png = folder / f"{NAME}.png"
-    fig.savefig(png, dpi=110, bbox_inches="tight")
-    common.figure().close(fig)
-    return png
+    return common.save_figure(fig, folder / f"{NAME}.png")
 
 
 PUBLISHED = (

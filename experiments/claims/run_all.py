@@ -9,12 +9,12 @@
 Each experiment writes ``<out>/<name>.{md,json,png}``; RESULTS.md is the concatenation of the
 Markdown sections found in ``<out>``, in the order of `EXPERIMENTS`, with a header that names
 the machine and library versions, followed by the follow-ups: runs in folders under
-``<out>/followups/`` (each written by a script's command-line settings, chosen after seeing the
-results above them, which their pages name). An experiment whose JSON in ``<out>`` was written with the
-same seeds is skipped unless ``--force`` is given, so an interrupted invocation continues where
-it stopped. Progress (which experiment, its expected and measured minutes, the time left by the
-experiments' budgets) is printed as it goes. Experiments that have not been run are listed as
-missing.
+``<out>/followups/`` (each written by a script's command-line settings, chosen after seeing
+the results above them, which their pages name). An experiment whose JSON in ``<out>`` was
+written with the same seeds is skipped unless ``--force`` is given, so an interrupted
+invocation continues where it stopped. Progress (which experiment, its expected and measured
+minutes, the time left by the experiments' budgets) is printed as it goes. Experiments that
+have not been run are listed as missing.
 """
 
 from __future__ import annotations

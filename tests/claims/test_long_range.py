@@ -161,6 +161,7 @@ def test_followup_flags_reach_the_configs_and_bad_ones_are_refused():
         (["--cells", "irnn,lru"], "--cells ['lru']"),
         (["--cells", ","], "--cells (none)"),
         (["--learning-rate", "0"], "--learning-rate must be a positive number, got 0.0"),
+        (["--replot", "--cells", "irnn"], "--replot only draws --out's figure"),
     ]:
         with pytest.raises(ValueError, match=re.escape(names)):
             long_range.parse_args(argv)
