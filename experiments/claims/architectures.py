@@ -23,9 +23,9 @@ Setup, fixed before any run:
   GRU at equal H in {64, 128}, with the plain cells and with the fused kernels, timed
   alternately (LSTM, GRU, LSTM, ...) so both see the same machine load; parameters at equal H.
 
-Sizes chosen from a 13-minute budget (PLANNED_MIN): a matched model costs about 6 x params FLOPs per
-step and sequence whatever its kind, so each 25k program (15 runs) is about 7 GFLOP per
-update; at the measured ~55 GFLOP/s of the reference LSTM (H=64, T=100, 17 updates/s) the
+Sizes chosen from a 13-minute budget (PLANNED_MIN): a matched model costs about 6 x params
+FLOPs per step and sequence whatever its kind, so each 25k program (15 runs) is about 7 GFLOP
+per update; at the measured ~55 GFLOP/s of the reference LSTM (H=64, T=100, 17 updates/s) the
 eight programs take about 10 minutes at 1500 updates of batch 32, plus compilation.
 
     python experiments/claims/architectures.py [--seeds 0-4] [--tiny] [--out DIR]

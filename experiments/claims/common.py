@@ -107,6 +107,20 @@ def parse_args(
     return args
 
 
+def parse_cells(text: str, choices: tuple[str, ...], script: str) -> tuple[str, ...]:
+    """A ``--cells`` value (comma-separated names from ``choices``) as a tuple in the order of
+    ``choices`` (the tables' order).
+
+    Raises:
+      ValueError: naming ``script``, the unknown names (or that none was given) and the choices.
+    """
+    chosen = [c for c in text.split(",") if c]
+    unknown = [c for c in chosen if c not in choices]
+    if unknown or not chosen:
+        raise ValueError(f"{script}: --cells {unknown or '(none)'}; choose from {choices}")
+    return tuple(c for c in choices if c in chosen)
+
+
 def setting(
     seeds: list[int],
     values: Any,

@@ -15,9 +15,9 @@ Sizes, chosen from the 60-minute budget on 2 CPU cores before any run. A probe t
 program per cell at T = 1000 (adding, 5 seeds vmapped, batch 32, H = 64; `PROBE_S_PER_UPDATE`,
 `PROBE_COMPILE_S`, measured with other jobs on the machine, so slower than an idle machine).
 One update of all eight cells then costs about 3.9 s at T = 1000 and each (task, T) about
-2.4 minutes of compilation. Three lengths per task (500, 1000, 2000) would leave 90 updates per setting
-(`updates_within`); every published result trained far longer than either, so the experiment
-takes more updates at fewer lengths: T = 500 and 1000 for both tasks (`LENGTHS`, T = 2000 left
+2.4 minutes of compilation. Three lengths per task (500, 1000, 2000) would leave 90 updates
+per setting (`updates_within`); every published result trained far longer than either, so the
+experiment takes more updates at fewer lengths: T = 500 and 1000 for both tasks (`LENGTHS`, T = 2000 left
 out), `UPDATES` = 200 updates of batch `BATCH` = 32 at `HIDDEN` = 64 units for every cell
 (published: 128 for IndRNN and coRNN), evaluated on 512 held-out sequences, which
 `estimated_minutes` puts at 52 minutes with room for the copy task's unprobed cost. Every
@@ -292,7 +292,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "drop one or the other"
         )
     args.updates = UPDATES if args.updates is None else args.updates
-    args.cells = ",".join(CELLS) if args.cells is None else args.cells
+    args.cells = CELLS if args.cells is None else common.parse_cells(args.cells, CELLS, NAME)
     if args.updates < 1:
         raise ValueError(f"long_memory: --updates must be >= 1, got {args.updates}")
     try:
@@ -305,11 +305,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ) from None
     if args.lengths is not None and min(args.lengths) < 1:
         raise ValueError(f"long_memory: --lengths must be >= 1, got {args.lengths}")
-    args.cells = tuple(c for c in args.cells.split(",") if c)
-    unknown = [c for c in args.cells if c not in CELLS]
-    if unknown or not args.cells:
-        raise ValueError(f"long_memory: --cells {unknown or '(none)'}; choose from {CELLS}")
-    args.cells = tuple(c for c in CELLS if c in args.cells)  # the table's order
     return args
 
 

@@ -152,11 +152,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.cells is None:
         args.cells = TINY_CELLS if args.tiny else CELLS
     else:
-        chosen = [c for c in args.cells.split(",") if c]
-        unknown = [c for c in chosen if c not in CELLS]
-        if unknown or not chosen:
-            raise ValueError(f"long_range: --cells {unknown or '(none)'}; choose from {CELLS}")
-        args.cells = tuple(c for c in CELLS if c in chosen)
+        args.cells = common.parse_cells(args.cells, CELLS, NAME)
     lr = args.learning_rate
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"long_range: --learning-rate must be a positive number, got {lr}")
